@@ -1,0 +1,231 @@
+"""
+The local compute backend: a job is a subprocess on this machine.
+
+Each job gets a run folder, ``<home>/jobs/<job name>/``, laid out as SageMaker lays out a
+container (``input/config/hyperparameters.json``, ``input/data/<channel>``, ``model/``,
+``output/data/``), with the same ``SM_*`` environment variables, so the same entrypoint runs
+here, on SageMaker and on Kubernetes.
+
+The job runs under :mod:`airflow_provider_mlops.backends.local_runner`, a detached wrapper that
+records the exit status in ``status.json``. A retried task finds the folder and re-attaches:
+creating the folder is the lock, so two tries never start two processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_mlops.backends.base import (
+    COMPLETED,
+    FAILED,
+    IN_PROGRESS,
+    STOPPED,
+    JobSpec,
+    JobState,
+    parse_metrics,
+)
+from airflow_provider_mlops.exceptions import BackendError
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of this process still answers kill(0); reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def command_for(entrypoint: str) -> list[str]:
+    """``train.py`` runs with this Python; anything else is a command line."""
+    parts = shlex.split(entrypoint)
+    if parts and parts[0].endswith(".py"):
+        return [sys.executable, *parts]
+    return parts
+
+
+def container_env(run_dir: Path, spec: JobSpec) -> dict[str, str]:
+    """The SageMaker training-toolkit environment for ``spec``, rooted at ``run_dir``."""
+    env = {
+        "SM_MODEL_DIR": str(run_dir / "model"),
+        "SM_OUTPUT_DATA_DIR": str(run_dir / "output" / "data"),
+        "SM_OUTPUT_DIR": str(run_dir / "output"),
+        "SM_INPUT_DIR": str(run_dir / "input"),
+        "SM_INPUT_CONFIG_DIR": str(run_dir / "input" / "config"),
+        "SM_HPS": json.dumps(spec.hyperparameters),
+        "SM_CHANNELS": json.dumps(sorted(spec.channels)),
+        "SM_CURRENT_HOST": "algo-1",
+        "SM_HOSTS": json.dumps(["algo-1"]),
+        "MLOPS_JOB_NAME": spec.name,
+        "MLOPS_JOB_KIND": spec.kind,
+    }
+    for channel in spec.channels:
+        env[f"SM_CHANNEL_{channel.upper().replace('-', '_')}"] = str(run_dir / "input" / "data" / channel)
+    for key, value in spec.hyperparameters.items():
+        env[f"SM_HP_{key.upper()}"] = str(value)
+    env.update(spec.environment)
+    return env
+
+
+class LocalComputeBackend:
+    """
+    Runs jobs as local subprocesses under ``<home>/jobs``.
+
+    :param home: the MLOps home folder (``$MLOPS_HOME``).
+    """
+
+    name = "local"
+    default_poll_interval = 0.5
+
+    def __init__(self, home: str | Path) -> None:
+        self.home = Path(home)
+        self.jobs_dir = self.home / "jobs"
+
+    def serialize(self) -> dict[str, Any]:
+        return {"home": str(self.home)}
+
+    def run_dir(self, name: str) -> Path:
+        return self.jobs_dir / name
+
+    def submit(self, spec: JobSpec) -> JobState:
+        run_dir = self.run_dir(spec.name)
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            return self._reattach(spec, run_dir)
+        self._lay_out(run_dir, spec)
+        _write_json(run_dir / "spec.json", spec.to_dict())
+        log = open(run_dir / "stdout.log", "wb")  # noqa: SIM115 - handed to the child process
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "airflow_provider_mlops.backends.local_runner", str(run_dir)],
+                cwd=spec.source_dir,
+                env={**os.environ, **container_env(run_dir, spec)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            _write_json(run_dir / "status.json", {"status": FAILED, "failure_reason": f"could not start: {exc}"})
+            raise BackendError(f"local job {spec.name} could not start: {exc}") from exc
+        finally:
+            log.close()
+        _write_json(run_dir / "job.json", {"pid": process.pid})
+        return self.poll(spec.name)
+
+    def _reattach(self, spec: JobSpec, run_dir: Path) -> JobState:
+        recorded = json.loads((run_dir / "spec.json").read_text()) if (run_dir / "spec.json").exists() else None
+        if recorded is not None and recorded != spec.to_dict():
+            raise BackendError(
+                f"a local job named {spec.name} already exists in {run_dir} with a different spec; "
+                "job names are per DAG run and task, so clear that folder only if you mean to retrain"
+            )
+        return self.poll(spec.name)
+
+    @staticmethod
+    def _lay_out(run_dir: Path, spec: JobSpec) -> None:
+        for sub in ("input/config", "input/data", "model", "output/data"):
+            (run_dir / sub).mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / "input/config/hyperparameters.json", {k: str(v) for k, v in spec.hyperparameters.items()})
+        _write_json(
+            run_dir / "input/config/inputdataconfig.json",
+            {name: {"TrainingInputMode": "File"} for name in spec.channels},
+        )
+        for name, location in spec.channels.items():
+            source = Path(location.removeprefix("file://"))
+            if "://" in location.removeprefix("file://"):
+                raise BackendError(
+                    f"local job {spec.name}: channel {name!r} points at {location!r}; the local backend reads "
+                    "local folders only (use a path, or backend: sagemaker for s3:// data)"
+                )
+            if not source.exists():
+                raise BackendError(f"local job {spec.name}: channel {name!r} folder {source} does not exist")
+            (run_dir / "input/data" / name).symlink_to(source.resolve(), target_is_directory=source.is_dir())
+
+    def poll(self, name: str) -> JobState:
+        run_dir = self.run_dir(name)
+        status_file = run_dir / "status.json"
+        status: dict[str, Any] = json.loads(status_file.read_text()) if status_file.exists() else {}
+        if status.get("status") in (COMPLETED, FAILED, STOPPED):
+            return self._final_state(name, run_dir, status)
+        job = json.loads((run_dir / "job.json").read_text()) if (run_dir / "job.json").exists() else {}
+        pid = job.get("pid")
+        if pid is None and not (run_dir / "spec.json").exists():
+            raise BackendError(f"no local job named {name} under {self.jobs_dir}")
+        if pid is not None and not _pid_alive(int(pid)):
+            # Re-read: the runner may have written its status between the two reads.
+            if status_file.exists() and json.loads(status_file.read_text()).get("status") != IN_PROGRESS:
+                return self.poll(name)
+            status = {"status": FAILED, "failure_reason": "the job's process died without recording an exit status"}
+            _write_json(status_file, status)
+            return self._final_state(name, run_dir, status)
+        return JobState(name=name, status=IN_PROGRESS, log_uri=str(run_dir / "stdout.log"))
+
+    def _final_state(self, name: str, run_dir: Path, status: dict[str, Any]) -> JobState:
+        spec = json.loads((run_dir / "spec.json").read_text())
+        log_path = run_dir / "stdout.log"
+        log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        metrics = parse_metrics(log_text, spec.get("metric_definitions", []))
+        for candidate in (run_dir / "output/data/metrics.json", run_dir / "model/metrics.json"):
+            if candidate.exists():
+                metrics.update({k: float(v) for k, v in json.loads(candidate.read_text()).items() if _number(v)})
+        details: dict[str, Any] = {}
+        evaluation = run_dir / "output/data/evaluation.json"
+        if evaluation.exists():
+            details["evaluation"] = json.loads(evaluation.read_text())
+            metrics.update(
+                {k: float(v) for k, v in details["evaluation"].get("metrics", {}).items() if _number(v)}
+            )
+        reason = status.get("failure_reason")
+        failure_file = run_dir / "output/failure"
+        if status["status"] == FAILED and failure_file.exists():
+            reason = failure_file.read_text().strip()[:1000] or reason
+        return JobState(
+            name=name,
+            status=status["status"],
+            failure_reason=reason,
+            metrics=metrics,
+            model_uri=str(run_dir / "model") if spec["kind"] == "training" else None,
+            output_uri=str(run_dir / "output/data"),
+            log_uri=str(log_path),
+            details=details,
+        )
+
+    def stop(self, name: str) -> None:
+        run_dir = self.run_dir(name)
+        job_file = run_dir / "job.json"
+        if not job_file.exists():
+            return
+        state = self.poll(name)
+        if state.terminal:
+            return
+        pid = int(json.loads(job_file.read_text())["pid"])
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        _write_json(run_dir / "status.json", {"status": STOPPED, "failure_reason": "stopped on request"})
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,0 +1,47 @@
+"""
+Run one local job and record how it ended: ``python -m ... <run dir>``.
+
+Started detached by :class:`LocalComputeBackend`; it writes ``status.json`` when the job starts
+and when it ends, so a re-attached task reads the exit status of a process it did not start.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from airflow_provider_mlops.backends.local import _write_json, command_for
+
+
+def main(run_dir_arg: str) -> int:
+    run_dir = Path(run_dir_arg)
+    spec = json.loads((run_dir / "spec.json").read_text())
+    _write_json(run_dir / "status.json", {"status": "InProgress"})
+    args: list[str] = []
+    for key, value in spec.get("hyperparameters", {}).items():
+        args += [f"--{key}", str(value)]
+    child = subprocess.Popen(command_for(spec["entrypoint"]) + args)
+
+    def forward(signum: int, _frame: object) -> None:
+        child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    code = child.wait()
+    current = json.loads((run_dir / "status.json").read_text())
+    if current.get("status") == "Stopped":
+        return code
+    if code == 0:
+        _write_json(run_dir / "status.json", {"status": "Completed", "exit_code": 0})
+    else:
+        _write_json(
+            run_dir / "status.json",
+            {"status": "Failed", "exit_code": code, "failure_reason": f"the entrypoint exited with code {code}"},
+        )
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,301 @@
+"""
+``mlops``: validate, render and inspect configs; approve or reject versions; run the demo.
+
+    mlops validate PATH...                    exit 1 and list every error
+    mlops render PATH [--json]                the DAGs and tasks a config produces
+    mlops schema [-o FILE]                    the JSON Schema of mlops.yaml
+    mlops versions PROJECT/MODEL              the registry's versions
+    mlops approve|reject PROJECT/MODEL VER    answer the deploy approval (REST) or record it
+    mlops endpoint status|stop|invoke NAME    local endpoints
+    mlops version next --config F --build-number N --commit SHA   CI's image version (dotenv)
+    mlops demo                                the example's full local pipeline
+
+Nothing here imports Airflow, except ``demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_mlops.exceptions import ConfigError, ConfigErrors, InputError, MlopsError
+from airflow_provider_mlops.naming import NAME_RULE, dag_id, is_valid_name
+from airflow_provider_mlops.versioning import SEMVER_RULE, is_semver
+
+
+def _print_errors(errors: Sequence[ConfigError]) -> None:
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from airflow_provider_mlops.config.loader import load_all
+
+    loaded, errors = load_all(args.paths)
+    for item in loaded:
+        print(f"ok: {item.path} ({item.config.project}/{item.config.model} {item.config.version})")
+    _print_errors(errors)
+    if not loaded and not errors:
+        print(f"error: no mlops.yaml found under {', '.join(args.paths)}", file=sys.stderr)
+        return 1
+    print(f"{len(loaded)} valid, {len(errors)} error(s)")
+    return 1 if errors else 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from airflow_provider_mlops.config.loader import load_config
+    from airflow_provider_mlops.factory.plan import plan_model
+
+    specs = plan_model(load_config(args.path))
+    if args.json:
+        print(json.dumps([
+            {"dag_id": s.dag_id, "schedule": s.schedule, "tags": list(s.tags),
+             "tasks": [{"task_id": t.task_id, "operator": t.operator, "upstream": list(t.upstream)} for t in s.tasks]}
+            for s in specs
+        ], indent=2))
+        return 0
+    for spec in specs:
+        print(f"{spec.dag_id}  (schedule: {spec.schedule or 'none, triggered'})")
+        for task in spec.tasks:
+            after = f"  after {', '.join(task.upstream)}" if task.upstream else ""
+            print(f"  - {task.task_id} [{task.operator}]{after}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from airflow_provider_mlops.config.schema import json_schema_text
+
+    text = json_schema_text()
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _parse_model_ref(ref: str) -> tuple[str, str]:
+    project, sep, model = ref.partition("/")
+    if not sep or not is_valid_name(project) or not is_valid_name(model):
+        raise InputError(f"model {ref!r} must be PROJECT/MODEL, each {NAME_RULE}; for example demo/breast-cancer")
+    return project, model
+
+
+def _find_config(project: str, model: str, config: str | None) -> Any:
+    from airflow_provider_mlops.config.loader import config_roots, load_all, load_config
+
+    if config:
+        loaded = load_config(config)
+        if (loaded.config.project, loaded.config.model) != (project, model):
+            raise InputError(f"{config} is {loaded.config.project}/{loaded.config.model}, not {project}/{model}")
+        return loaded
+    roots = config_roots(default=".")
+    configs, _ = load_all(roots)
+    for item in configs:
+        if (item.config.project, item.config.model) == (project, model):
+            return item
+    raise InputError(
+        f"no mlops.yaml for {project}/{model} under {', '.join(map(str, roots))}: pass --config PATH "
+        "or set MLOPS_CONFIG_PATH"
+    )
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    from airflow_provider_mlops import runtime
+
+    project, model = _parse_model_ref(args.model)
+    loaded = _find_config(project, model, args.config)
+    versions = runtime.registry_for(loaded).list_versions(runtime.group_of(loaded))
+    if args.json:
+        print(json.dumps([v.to_dict() for v in versions], indent=2))
+        return 0
+    primary = loaded.config.evaluation.primary_metric
+    print(f"{'version':<10} {'status':<22} {'stage':<11} {primary:<8} {'gate':<6} {'approved by':<14} created")
+    for v in versions:
+        metric = v.metrics.get(primary)
+        gate = "pass" if v.gate.get("passed") else ("FAIL" if v.gate else "-")
+        print(
+            f"{v.semver:<10} {v.status:<22} {v.stage or '-':<11} "
+            f"{'-' if metric is None else f'{metric:.4f}':<8} {gate:<6} {v.approval.get('by', '-'):<14} {v.created_at}"
+        )
+    if not versions:
+        print(f"(no versions of {project}/{model} yet)")
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    """approve / reject: answer the pending approval through Airflow's REST API, else record it."""
+    from airflow_provider_mlops import runtime
+    from airflow_provider_mlops.registry.base import APPROVED, REJECTED
+
+    project, model = _parse_model_ref(args.model)
+    if not is_semver(args.version):
+        raise InputError(f"version {args.version!r} must be {SEMVER_RULE}")
+    loaded = _find_config(project, model, args.config)
+    registry = runtime.registry_for(loaded)
+    group = runtime.group_of(loaded)
+    version = registry.get(group, args.version)
+    approve = args.command == "approve"
+    if os.environ.get("MLOPS_AIRFLOW_API_URL") and not args.registry_only:
+        from airflow_provider_mlops.airflow_api import AirflowClient
+
+        client = AirflowClient.from_env()
+        deploy_dag = dag_id(project, model, "deploy")
+        for pending in client.pending_approvals(deploy_dag):
+            ti = pending.get("task_instance", {})
+            if re.search(rf"(?<![\d.]){re.escape(args.version)}(?![\d.]*\d)", pending.get("subject") or ""):
+                _wait_awaiting_input(client, deploy_dag, ti)
+                option = "Approve" if approve else "Reject"
+                client.respond(deploy_dag, ti["dag_run_id"], ti["task_id"], option, ti.get("map_index", -1))
+                print(f"{option}d {group} {args.version} in Airflow run {ti['dag_run_id']} (as {client.username or 'token user'})")
+                return 0
+        print(f"no deploy run of {group} waits for approval of {args.version}; recording it in the registry")
+    if version.approval and version.status in (APPROVED, REJECTED) and version.status == (APPROVED if approve else REJECTED):
+        print(f"{group} {args.version} is already {version.status} (by {version.approval.get('by')})")
+        return 0
+    by = args.by or os.environ.get("MLOPS_APPROVER") or getpass.getuser()
+    updated = registry.set_approval(group, args.version, APPROVED if approve else REJECTED, by=by, reason=args.reason or "")
+    print(f"{group} {args.version}: {updated.status} by {by} at {updated.approval['at']}")
+    return 0
+
+
+def _wait_awaiting_input(client: Any, dag: str, ti: dict[str, Any], timeout: float = 30.0) -> None:
+    """Answer only once the task is parked: a response in the instant before that can be lost."""
+    from urllib.parse import quote
+
+    path = f"/api/v2/dags/{quote(dag)}/dagRuns/{quote(ti['dag_run_id'], safe='')}/taskInstances/{quote(ti['task_id'])}"
+    deadline = time.monotonic() + timeout
+    while client.request("GET", path).get("state") != "awaiting_input":
+        if time.monotonic() > deadline:
+            raise MlopsError(f"task {ti['task_id']} of {dag} run {ti['dag_run_id']} did not reach awaiting_input in {timeout:.0f}s")
+        time.sleep(0.3)
+
+
+def cmd_endpoint(args: argparse.Namespace) -> int:
+    from airflow_provider_mlops.serving.local import LocalServing, invoke
+
+    home = Path(args.home or os.environ.get("MLOPS_HOME") or Path.home() / ".mlops")
+    serving = LocalServing(home)
+    if args.action == "status":
+        print(json.dumps(serving.status(args.name), indent=2))
+    elif args.action == "stop":
+        serving.stop(args.name)
+        print(f"stopped endpoint {args.name}")
+    else:
+        url = serving.status(args.name)["url"]
+        if not url:
+            raise MlopsError(f"endpoint {args.name} is not running under {home}")
+        body = Path(args.payload_file).read_bytes() if args.payload_file else (args.payload or "").encode()
+        status, headers, answer = invoke(url, body)
+        print(f"HTTP {status} from version {headers.get('X-Mlops-Model-Version')}: {answer.decode(errors='replace')}")
+        return 0 if status == 200 else 1
+    return 0
+
+
+def cmd_version_next(args: argparse.Namespace) -> int:
+    from airflow_provider_mlops.config.loader import load_config
+    from airflow_provider_mlops.versioning import image_tags
+
+    loaded = load_config(args.config)
+    cfg = loaded.config
+    try:
+        semver_tag, commit_tag = image_tags(cfg.version, args.build_number, args.commit)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    lines = {
+        "MLOPS_PROJECT": cfg.project,
+        "MLOPS_MODEL": cfg.model,
+        "MLOPS_VERSION": semver_tag,
+        "MLOPS_IMAGE_TAG": semver_tag,
+        "MLOPS_COMMIT_TAG": commit_tag,
+        "MLOPS_ECR_REPOSITORY": f"{cfg.project}/{cfg.model}",
+    }
+    print("\n".join(f"{k}={v}" for k, v in lines.items()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from airflow_provider_mlops.demo import run_demo
+
+    return run_demo(Path(args.workdir), keep_serving=args.keep_serving)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="validate mlops.yaml files or folders; exit 1 on any error")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("render", help="print the DAGs and tasks a config produces")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("schema", help="write the JSON Schema of mlops.yaml")
+    p.add_argument("-o", "--output")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("versions", help="list a model's registered versions")
+    p.add_argument("model", help="PROJECT/MODEL")
+    p.add_argument("--config", help="the model's mlops.yaml (default: search MLOPS_CONFIG_PATH)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_versions)
+
+    for name in ("approve", "reject"):
+        p = sub.add_parser(name, help=f"{name} a version's deployment")
+        p.add_argument("model", help="PROJECT/MODEL")
+        p.add_argument("version", help="MAJOR.MINOR.PATCH")
+        p.add_argument("--config", help="the model's mlops.yaml (default: search MLOPS_CONFIG_PATH)")
+        p.add_argument("--by", help="who decides, when recorded in the registry (default: $MLOPS_APPROVER or $USER)")
+        p.add_argument("--reason", default="")
+        p.add_argument("--registry-only", action="store_true", help="record in the registry without asking Airflow")
+        p.set_defaults(func=cmd_decide)
+
+    p = sub.add_parser("endpoint", help="inspect, call or stop a local endpoint")
+    p.add_argument("action", choices=["status", "stop", "invoke"])
+    p.add_argument("name")
+    p.add_argument("--home", help="the MLOps home (default: $MLOPS_HOME or ~/.mlops)")
+    p.add_argument("--payload")
+    p.add_argument("--payload-file")
+    p.set_defaults(func=cmd_endpoint)
+
+    p = sub.add_parser("version", help="versions for CI")
+    vsub = p.add_subparsers(dest="version_command", required=True)
+    n = vsub.add_parser("next", help="print the image version and tags as dotenv lines")
+    n.add_argument("--config", required=True)
+    n.add_argument("--build-number", type=int, required=True, help="for example $CI_PIPELINE_IID")
+    n.add_argument("--commit", required=True, help="for example $CI_COMMIT_SHA")
+    n.set_defaults(func=cmd_version_next)
+
+    p = sub.add_parser("demo", help="run the example model's full pipeline locally")
+    p.add_argument("--workdir", default=".demo", help="where the demo keeps Airflow's DB and the registry")
+    p.add_argument("--keep-serving", action="store_true", help="leave the endpoint running at the end")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigErrors as exc:
+        _print_errors(exc.errors)
+        return 1
+    except MlopsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""
+The typed schema of ``mlops.yaml``.
+
+Pure pydantic v2: no Airflow, boto3 or kubernetes import, so the CLI, the Lambda and the DAG
+loader share it. Every model forbids unknown keys, so a typo is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from airflow_provider_mlops.naming import NAME_PATTERN
+from airflow_provider_mlops.versioning import SERIES_RE, SERIES_RULE
+
+Backend = Literal["local", "sagemaker", "kubernetes"]
+RegistryBackend = Literal["local", "sagemaker", "mlflow"]
+ServingBackend = Literal["local", "sagemaker"]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+HyperparameterValue = str | int | float | bool
+
+#: Metrics whose direction is known. Any other metric must say ``greater_is_better``.
+KNOWN_METRICS: dict[str, bool] = {
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "f1": True,
+    "precision": True,
+    "recall": True,
+    "roc_auc": True,
+    "r2": True,
+    "mse": False,
+    "rmse": False,
+    "mae": False,
+    "log_loss": False,
+}
+
+CRON_FIELD = r"[\d*/,\-A-Za-z?LW#]+"
+CRON_RE = re.compile(rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|{CRON_FIELD}(\s+{CRON_FIELD}){{4,5}})$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class MetricDefinition(_Model):
+    """A regex that reads one metric from the training log, as SageMaker's MetricDefinitions."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/-]{1,255}$")]
+    regex: Annotated[str, Field(min_length=1, max_length=500)]
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles_with_one_group(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a valid regular expression ({exc})") from None
+        if compiled.groups < 1:
+            raise ValueError("must have one capturing group around the number, for example 'loss=([0-9.]+)'")
+        return value
+
+
+class Resources(_Model):
+    """Compute for one step. SageMaker reads the instance keys, Kubernetes the cpu/memory/gpu keys."""
+
+    instance_type: Annotated[str, Field(pattern=r"^(local|ml\.[a-z0-9]+\.[a-z0-9]+)$")] = "ml.m5.large"
+    instance_count: Annotated[int, Field(ge=1, le=100)] = 1
+    volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = 30
+    max_runtime_seconds: Annotated[int, Field(ge=60, le=28 * 24 * 3600)] = 24 * 3600
+    use_spot: bool = False
+    max_wait_seconds: Annotated[int, Field(ge=60)] | None = None
+    checkpoint_uri: str | None = None
+    gpus: Annotated[int, Field(ge=0, le=16)] = 0
+    cpu: Annotated[str, Field(pattern=r"^\d+(\.\d+)?m?$")] | None = None
+    memory: Annotated[str, Field(pattern=r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")] | None = None
+
+    @model_validator(mode="after")
+    def _spot_needs_wait(self) -> Resources:
+        if self.use_spot and self.max_wait_seconds is not None and self.max_wait_seconds < self.max_runtime_seconds:
+            raise ValueError(
+                f"max_wait_seconds ({self.max_wait_seconds}) must be >= max_runtime_seconds "
+                f"({self.max_runtime_seconds}) for managed spot training"
+            )
+        return self
+
+
+class Training(_Model):
+    """How the model is trained. The entrypoint follows the SageMaker training-toolkit contract."""
+
+    entrypoint: Annotated[str, Field(min_length=1)] = "train.py"
+    source_dir: str = "."
+    backend: Backend | None = None
+    hyperparameters: dict[str, HyperparameterValue] = Field(default_factory=dict)
+    channels: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")], str] = Field(
+        default_factory=lambda: {"train": "data/train"}
+    )
+    resources: Resources = Field(default_factory=Resources)
+    metric_definitions: list[MetricDefinition] = Field(default_factory=list)
+    environment: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], str] = Field(default_factory=dict)
+
+    @field_validator("channels")
+    @classmethod
+    def _at_least_one_channel(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("needs at least one data channel, for example {train: data/train}")
+        return value
+
+
+class GateRule(_Model):
+    """
+    The gate for one metric.
+
+    ``min``/``max`` bound the candidate's value. ``min_delta`` bounds its improvement over the
+    production model, in the metric's good direction: ``0`` means "not worse", ``-0.01`` allows a
+    regression of 0.01, ``0.01`` demands an improvement of 0.01.
+    """
+
+    min: float | None = None
+    max: float | None = None
+    min_delta: float | None = None
+    greater_is_better: bool | None = None
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> GateRule:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.min is None and self.max is None and self.min_delta is None:
+            raise ValueError("a gate rule needs at least one of min, max or min_delta")
+        return self
+
+
+class Evaluation(_Model):
+    """How the model is evaluated, on a held-out channel, and gated."""
+
+    entrypoint: Annotated[str, Field(min_length=1)] = "evaluate.py"
+    backend: Backend | None = None
+    task: Literal["classification", "regression"] = "classification"
+    channel: str = "test"
+    data: str | None = None
+    metrics: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = Field(default_factory=list)
+    primary_metric: str | None = None
+    greater_is_better: dict[str, bool] = Field(default_factory=dict)
+    gate: dict[str, GateRule] = Field(default_factory=dict)
+    resources: Resources | None = None
+
+    @model_validator(mode="after")
+    def _metrics_consistent(self) -> Evaluation:
+        metrics = self.metrics or (["f1", "precision", "recall", "accuracy"] if self.task == "classification" else ["mse", "mae", "r2"])
+        object.__setattr__(self, "metrics", metrics)
+        if self.primary_metric is None:
+            object.__setattr__(self, "primary_metric", metrics[0])
+        elif self.primary_metric not in metrics:
+            raise ValueError(f"primary_metric '{self.primary_metric}' is not one of metrics {metrics}")
+        for name in self.gate:
+            if name not in metrics:
+                raise ValueError(f"gate metric '{name}' is not one of metrics {metrics}; add it to metrics")
+        for name in metrics:
+            if self.direction(name) is None:
+                raise ValueError(
+                    f"metric '{name}' has no known direction; add 'greater_is_better: {{{name}: true}}' "
+                    f"(known metrics: {', '.join(sorted(KNOWN_METRICS))})"
+                )
+        return self
+
+    def direction(self, metric: str) -> bool | None:
+        """True when a greater value of ``metric`` is better."""
+        rule = self.gate.get(metric)
+        if rule is not None and rule.greater_is_better is not None:
+            return rule.greater_is_better
+        if metric in self.greater_is_better:
+            return self.greater_is_better[metric]
+        return KNOWN_METRICS.get(metric)
+
+
+class Registry(_Model):
+    backend: RegistryBackend | None = None
+    home: str | None = None
+    model_package_group: str | None = None
+
+
+class Canary(_Model):
+    size_percent: Annotated[int, Field(ge=1, le=99)] = 10
+    wait_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+
+
+class Linear(_Model):
+    step_percent: Annotated[int, Field(ge=1, le=99)] = 20
+    wait_seconds: Annotated[int, Field(ge=0, le=3600)] = 120
+
+
+class SmokeTest(_Model):
+    """The request a deploy sends to the new endpoint before it is promoted."""
+
+    payload: str | None = None
+    payload_file: str | None = None
+    content_type: str = "application/json"
+
+
+class Deployment(_Model):
+    """Where and how an approved version is served."""
+
+    endpoint_name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")] | None = None
+    backend: ServingBackend | None = None
+    approval: Literal["manual", "auto"] = "manual"
+    strategy: Literal["all_at_once", "canary", "linear"] = "all_at_once"
+    canary: Canary = Field(default_factory=Canary)
+    linear: Linear = Field(default_factory=Linear)
+    termination_wait_seconds: Annotated[int, Field(ge=0, le=3600)] = 0
+    auto_rollback_alarms: list[str] = Field(default_factory=list)
+    instance_type: str = "ml.m5.large"
+    instance_count: Annotated[int, Field(ge=1)] = 1
+    inference_entrypoint: str = "inference.py"
+    content_types: list[str] = Field(default_factory=lambda: ["application/json"])
+    response_types: list[str] = Field(default_factory=lambda: ["application/json"])
+    port: Annotated[int, Field(ge=1024, le=65535)] | None = None
+    health_check_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    keep_previous: Annotated[int, Field(ge=0, le=20)] = 2
+    smoke_test: SmokeTest = Field(default_factory=SmokeTest)
+
+
+class Schedule(_Model):
+    """When the retrain DAG runs, and what makes it retrain."""
+
+    retrain_cron: str | None = None
+    max_model_age_days: Annotated[float, Field(gt=0)] | None = 30
+    retrain_on_new_data: bool = True
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and not CRON_RE.fullmatch(value.strip()):
+            raise ValueError("must be a cron expression of 5 fields (for example '0 3 * * *') or a preset like @daily")
+        return value
+
+
+NotificationEvent = Literal[
+    "training_finished", "awaiting_approval", "deployed", "rejected", "rolled_back", "failure"
+]
+
+
+class SlackTarget(_Model):
+    connection_id: str = "slack_default"
+    channel: str | None = None
+
+
+class SnsTarget(_Model):
+    topic_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")]
+    aws_conn_id: str = "aws_default"
+
+
+class Notifications(_Model):
+    slack: SlackTarget | None = None
+    sns: SnsTarget | None = None
+    events: list[NotificationEvent] = Field(
+        default_factory=lambda: ["training_finished", "awaiting_approval", "deployed", "rejected", "rolled_back", "failure"]
+    )
+
+
+class Aws(_Model):
+    conn_id: str = "aws_default"
+    region: str | None = None
+    role_arn: str | None = None
+    artifacts_uri: str | None = None
+
+
+class MlopsConfig(_Model):
+    """The whole of one model's ``mlops.yaml``."""
+
+    project: Name
+    model: Name
+    version: str
+    description: str = ""
+    owner: str = "mlops"
+    tags: list[str] = Field(default_factory=list)
+    backend: Backend = "local"
+    image: str | None = None
+    repository: str | None = None
+    training: Training = Field(default_factory=Training)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    registry: Registry = Field(default_factory=Registry)
+    deployment: Deployment = Field(default_factory=Deployment)
+    schedule: Schedule = Field(default_factory=Schedule)
+    notifications: Notifications = Field(default_factory=Notifications)
+    aws: Aws = Field(default_factory=Aws)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _series(cls, value: Any) -> str:
+        text = str(value) if isinstance(value, (int, float)) else value
+        if not isinstance(text, str) or not SERIES_RE.fullmatch(text):
+            raise ValueError(f"must be {SERIES_RULE}; PATCH is allocated by the registry")
+        return text
+
+    @model_validator(mode="after")
+    def _backends_fit(self) -> MlopsConfig:
+        uses_remote = {self.training_backend, self.evaluation_backend} - {"local"}
+        if uses_remote and not self.image:
+            raise ValueError(
+                f"backend {sorted(uses_remote)[0]} runs a container image: set 'image' to the ECR image URI"
+            )
+        if self.evaluation.channel in ("model",):
+            raise ValueError("evaluation.channel 'model' is reserved for the trained model artifacts")
+        if self.serving_backend == "sagemaker" and self.registry_backend != "sagemaker":
+            raise ValueError(
+                "deployment.backend sagemaker deploys model packages from the SageMaker Model Registry: "
+                "set registry.backend: sagemaker"
+            )
+        return self
+
+    @property
+    def training_backend(self) -> Backend:
+        return self.training.backend or self.backend
+
+    @property
+    def evaluation_backend(self) -> Backend:
+        return self.evaluation.backend or self.training_backend
+
+    @property
+    def registry_backend(self) -> RegistryBackend:
+        return self.registry.backend or ("sagemaker" if self.backend == "sagemaker" else "local")
+
+    @property
+    def serving_backend(self) -> ServingBackend:
+        return self.deployment.backend or ("sagemaker" if self.backend == "sagemaker" else "local")
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.deployment.endpoint_name or f"{self.project}-{self.model}"

@@ -1,0 +1,152 @@
+"""
+The example model's full pipeline, locally, on real Airflow DAGs: ``mlops demo``.
+
+1. trains, evaluates, gates and registers the breast-cancer classifier (train DAG);
+2. waits for approval in the deploy DAG and approves it through Airflow's REST API, as a
+   person would from the UI or ``mlops approve``;
+3. deploys it to a local endpoint, calls it, prints a prediction;
+4. trains again with other hyperparameters and gates the candidate against production.
+
+Everything lives under ``--workdir`` (Airflow's SQLite DB, the registry, the endpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+PROJECT, MODEL = "demo", "breast-cancer"
+GROUP = f"{PROJECT}-{MODEL}"
+
+
+def _say(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
+def _prepare_env(workdir: Path, dags: Path, examples: Path) -> dict[str, str]:
+    env = {
+        "AIRFLOW_HOME": str(workdir / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{workdir / 'airflow' / 'airflow.db'}",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("MLOPS_DEMO_LOG_LEVEL", "WARNING"),
+        "MLOPS_CONFIG_PATH": str(examples),
+        "MLOPS_HOME": str(workdir / "mlops"),
+    }
+    os.environ.update(env)
+    (workdir / "airflow").mkdir(parents=True, exist_ok=True)
+    from airflow_provider_mlops.airflow_api import api_server_env
+
+    # The api-server and dag.test() in this process must sign and accept the same tokens.
+    shared = api_server_env(workdir / "airflow", {})
+    os.environ.update(shared)
+    return {**env, **shared}
+
+
+def approve_when_waiting(client: Any, dag_id: str, version: str, config: Path, timeout: float = 300) -> None:
+    """Wait until the deploy run parks in awaiting_input, then approve through ``mlops approve``."""
+    from airflow_provider_mlops import cli
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pending in client.pending_approvals(dag_id):
+            print(f"    approval requested: {pending['subject']}", flush=True)
+            if cli.main(["approve", f"{PROJECT}/{MODEL}", version, "--config", str(config)]) != 0:
+                raise RuntimeError("mlops approve failed")
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"no approval request for {dag_id} {version} within {timeout}s")
+
+
+def run_demo(workdir: Path, *, keep_serving: bool = False, dags: Path = Path("dags"), examples: Path = Path("examples")) -> int:
+    started = time.monotonic()
+    workdir, dags, examples = workdir.resolve(), dags.resolve(), examples.resolve()
+    config = examples / MODEL / "mlops.yaml"
+    for needed in (dags / "mlops_dags.py", config):
+        if not needed.exists():
+            print(f"error: {needed} not found; run the demo from the repository root", file=sys.stderr)
+            return 1
+    from airflow_provider_mlops.serving.local import LocalServing
+
+    LocalServing(workdir / "mlops").stop(GROUP)  # a previous demo's endpoint
+    shutil.rmtree(workdir, ignore_errors=True)
+    env = _prepare_env(workdir, dags, examples)
+
+    _say("Creating Airflow's metadata DB (SQLite)")
+    airflow_bin = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow_bin, "db", "migrate"], env={**os.environ, **env}, check=True, capture_output=True)
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from airflow_provider_mlops import runtime
+    from airflow_provider_mlops.airflow_api import run_api_server
+    from airflow_provider_mlops.gate import gate_table_markdown
+    from airflow_provider_mlops.serving.local import invoke
+
+    bag = DagBag(str(dags))
+    if bag.import_errors:
+        print(f"error: DAG import errors: {bag.import_errors}", file=sys.stderr)
+        return 1
+    train = bag.get_dag(f"mlops__{PROJECT}__{MODEL}__train")
+    deploy = bag.get_dag(f"mlops__{PROJECT}__{MODEL}__deploy")
+    registry = runtime.registry_for(runtime.config_at(str(config)))
+
+    def run(dag: Any, conf: dict[str, Any]) -> None:
+        run = dag.test(run_conf=conf)
+        if str(run.state) != "success":
+            raise SystemExit(f"DAG {dag.dag_id} ended {run.state}; see logs under {workdir / 'airflow'}")
+
+    _say(f"Train DAG {train.dag_id}: train -> evaluate -> gate -> register")
+    run(train, {"requested_by": "demo"})
+    first = registry.latest(GROUP)
+    assert first is not None
+    print(f"    registered {GROUP} {first.semver} ({first.status})")
+    print(_indent(gate_table_markdown(first.gate)))
+
+    _say("Starting a local airflow api-server for the approval (Airflow's HITL REST API)")
+    with run_api_server(workdir / "airflow", env={**os.environ, **env}, username="demo-approver") as server:
+        os.environ.update({"MLOPS_AIRFLOW_API_URL": server.base_url, "MLOPS_AIRFLOW_USERNAME": server.username,
+                           "MLOPS_AIRFLOW_PASSWORD": server.password})
+        approver = threading.Thread(
+            target=approve_when_waiting, args=(server.client(), deploy.dag_id, first.semver, config), daemon=True
+        )
+        approver.start()
+        _say(f"Deploy DAG {deploy.dag_id}: resolve -> approve (waits for a person) -> deploy -> smoke test -> promote")
+        run(deploy, {"version": first.semver, "requested_by": "demo"})
+        approver.join(timeout=5)
+        for key in ("MLOPS_AIRFLOW_API_URL", "MLOPS_AIRFLOW_USERNAME", "MLOPS_AIRFLOW_PASSWORD"):
+            os.environ.pop(key, None)
+
+    deployed = registry.get(GROUP, first.semver)
+    print(f"    approved by {deployed.approval.get('by')} at {deployed.approval.get('at')}; stage: {deployed.stage}")
+    url = deployed.deployment["url"]
+    payload = (examples / MODEL / "smoke_payload.json").read_bytes()
+    status, headers, body = invoke(url, payload)
+    _say(f"Prediction from {url}/invocations (version {headers.get('X-Mlops-Model-Version')}): HTTP {status}")
+    print(f"    {body.decode()}")
+
+    _say("Second training run (C=0.05), gated against production " + first.semver)
+    run(train, {"requested_by": "demo", "hyperparameters": {"C": 0.05}})
+    second = registry.latest(GROUP)
+    assert second is not None
+    print(f"    registered {GROUP} {second.semver} ({second.status})")
+    print(_indent(gate_table_markdown(second.gate)))
+
+    if not keep_serving:
+        LocalServing(workdir / "mlops").stop(GROUP)
+        print(f"\n    endpoint stopped (run with --keep-serving to leave it on {url})")
+    elapsed = time.monotonic() - started
+    summary = {"first": first.semver, "second": second.semver, "prediction": json.loads(body), "seconds": round(elapsed, 1)}
+    _say(f"Demo finished in {elapsed:.1f}s: {json.dumps(summary)}")
+    return 0 if status == 200 else 1
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines())

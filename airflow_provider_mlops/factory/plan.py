@@ -1,0 +1,106 @@
+"""
+Config → plan: the DAGs and tasks a model gets, as plain data.
+
+Nothing here imports Airflow; :mod:`.render` turns the plan into DAG objects in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_mlops.config.loader import LoadedConfig
+from airflow_provider_mlops.naming import dag_id
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    task_id: str
+    operator: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    upstream: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DagSpec:
+    dag_id: str
+    kind: str
+    description: str
+    schedule: str | None
+    tags: tuple[str, ...]
+    owner: str
+    doc_md: str
+    tasks: tuple[TaskSpec, ...]
+    max_active_runs: int = 16
+
+
+def _chain(*specs: tuple[str, str, dict[str, Any]]) -> tuple[TaskSpec, ...]:
+    tasks: list[TaskSpec] = []
+    for task_id, operator, kwargs in specs:
+        tasks.append(TaskSpec(task_id, operator, kwargs, (tasks[-1].task_id,) if tasks else ()))
+    return tuple(tasks)
+
+
+def plan_model(loaded: LoadedConfig, root: str | None = None) -> list[DagSpec]:
+    """The three DAGs of one model: train, deploy and retrain."""
+    cfg = loaded.config
+    common = {"config_path": str(loaded.path), "config_root": root}
+    tags = ("mlops", f"project:{cfg.project}", f"model:{cfg.model}", *cfg.tags)
+    doc = (
+        f"**{cfg.project}/{cfg.model}** {cfg.version}: {cfg.description or 'no description'}\n\n"
+        f"Config: `{loaded.path}` · backend: {cfg.training_backend} · registry: {cfg.registry_backend} · "
+        f"serving: {cfg.serving_backend} · approval: {cfg.deployment.approval}"
+    )
+    train_id = dag_id(cfg.project, cfg.model, "train")
+    train = DagSpec(
+        dag_id=train_id,
+        kind="train",
+        description=f"Train, evaluate, gate and register {cfg.project}/{cfg.model} {cfg.version}.x",
+        schedule=None,
+        tags=(*tags, "train"),
+        owner=cfg.owner,
+        doc_md=doc,
+        tasks=_chain(
+            ("train", "train", common),
+            ("evaluate", "evaluate", common),
+            ("gate", "gate", common),
+            ("register", "register", common),
+            ("notify", "notify", {**common, "event": "training_finished", "source_task_id": "register"}),
+        ),
+    )
+    approve = ("approve", "approve_manual" if cfg.deployment.approval == "manual" else "approve_auto", common)
+    deploy = DagSpec(
+        dag_id=dag_id(cfg.project, cfg.model, "deploy"),
+        kind="deploy",
+        description=f"Approve and deploy {cfg.project}/{cfg.model} to endpoint {cfg.endpoint_name}",
+        schedule=None,
+        tags=(*tags, "deploy"),
+        owner=cfg.owner,
+        doc_md=doc,
+        tasks=_chain(
+            ("resolve_version", "resolve_version", common),
+            approve,
+            ("deploy", "deploy", common),
+            ("smoke_test", "smoke_test", common),
+            ("promote", "promote", common),
+        ),
+        max_active_runs=1,
+    )
+    decide = TaskSpec("decide", "retrain_decision", common)
+    retrain = DagSpec(
+        dag_id=dag_id(cfg.project, cfg.model, "retrain"),
+        kind="retrain",
+        description=f"Decide on schedule whether {cfg.project}/{cfg.model} needs retraining",
+        schedule=cfg.schedule.retrain_cron,
+        tags=(*tags, "retrain"),
+        owner=cfg.owner,
+        doc_md=doc,
+        tasks=(
+            decide,
+            TaskSpec("trigger_train", "trigger_dag_run",
+                     {"trigger_dag_id": train_id, "conf": {"requested_by": "retrain-schedule"}}, ("decide",)),
+            TaskSpec("skip_retrain", "empty", {}, ("decide",)),
+        ),
+        max_active_runs=1,
+    )
+    return [train, deploy, retrain]

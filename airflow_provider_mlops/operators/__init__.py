@@ -1,0 +1,29 @@
+"""The provider's operators. Each takes ``config_path`` and reads the config at run time."""
+
+from airflow_provider_mlops.operators.deploy import (
+    MlopsApprovalOperator,
+    MlopsAutoApproveOperator,
+    MlopsDeployOperator,
+    MlopsPromoteOperator,
+    MlopsResolveVersionOperator,
+    MlopsSmokeTestOperator,
+)
+from airflow_provider_mlops.operators.notify import MlopsNotifyOperator
+from airflow_provider_mlops.operators.register import MlopsGateOperator, MlopsRegisterOperator
+from airflow_provider_mlops.operators.retrain import MlopsRetrainDecisionOperator
+from airflow_provider_mlops.operators.train import MlopsEvaluateOperator, MlopsTrainOperator
+
+__all__ = [
+    "MlopsApprovalOperator",
+    "MlopsAutoApproveOperator",
+    "MlopsDeployOperator",
+    "MlopsEvaluateOperator",
+    "MlopsGateOperator",
+    "MlopsNotifyOperator",
+    "MlopsPromoteOperator",
+    "MlopsRegisterOperator",
+    "MlopsResolveVersionOperator",
+    "MlopsRetrainDecisionOperator",
+    "MlopsSmokeTestOperator",
+    "MlopsTrainOperator",
+]

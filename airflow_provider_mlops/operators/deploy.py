@@ -1,0 +1,228 @@
+"""The deploy DAG's steps: resolve the version, approve, deploy, smoke-test, promote."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+from airflow_provider_mlops import runtime
+from airflow_provider_mlops.exceptions import DeploymentError, RegistryError
+from airflow_provider_mlops.gate import gate_table_markdown
+from airflow_provider_mlops.operators.base import MlopsBaseOperator, MlopsConfigMixin
+from airflow_provider_mlops.registry.base import APPROVED, PENDING, REJECTED, ModelVersion
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+RESOLVE_TASK = "resolve_version"
+
+
+def _serving(operator: MlopsConfigMixin) -> Any:
+    from airflow_provider_mlops.serving import get_serving
+
+    loaded = operator.loaded
+    name = loaded.config.serving_backend
+    return get_serving(name, **runtime.backend_kwargs(name, loaded))
+
+
+class MlopsResolveVersionOperator(MlopsBaseOperator):
+    """
+    Pick the version to deploy: the run conf's ``version``, else the newest one awaiting approval.
+
+    Rejected versions are refused with the reason that rejected them.
+
+    :param config_path: the model's ``mlops.yaml``.
+    :param config_root: the folder its layered defaults are searched up to.
+    :return: the version's record, plus ``approval_body`` (Markdown for the approver).
+    """
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        conf = runtime.parse_conf(runtime.DeployRunConf, context["dag_run"].conf, self.dag_id, self.loaded)
+        if conf.version:
+            version = self.registry.get(self.group, conf.version)
+        else:
+            candidates = [v for v in self.registry.list_versions(self.group) if v.status in (PENDING, APPROVED) and v.stage is None]
+            if not candidates:
+                raise RegistryError(
+                    f"{self.group} has no version awaiting deployment; train one first, or pass "
+                    '{"version": "X.Y.Z"} in the DAG run conf'
+                )
+            version = candidates[-1]
+        if version.status == REJECTED:
+            raise RegistryError(
+                f"{self.group} version {version.semver} is Rejected ({version.approval.get('reason') or 'no reason'}, "
+                f"by {version.approval.get('by')}); it can't be deployed"
+            )
+        self.log.info("Deploying %s version %s (%s)", self.group, version.semver, version.status)
+        return {**version.to_dict(), "approval_body": approval_body(version, self.loaded.config.endpoint_name)}
+
+
+def approval_body(version: ModelVersion, endpoint: str) -> str:
+    gate = gate_table_markdown(version.gate) if version.gate.get("rows") else "_no gate result recorded_"
+    lineage = version.lineage
+    return "\n".join(
+        [
+            f"### {version.group} {version.semver} → endpoint `{endpoint}`",
+            "",
+            gate,
+            "",
+            f"- image: `{lineage.get('image')}`",
+            f"- commit: `{lineage.get('commit')}`",
+            f"- data: `{json.dumps(lineage.get('data'))}`",
+            f"- trained by run `{lineage.get('run_id')}`",
+        ]
+    )
+
+
+class MlopsApprovalOperator(MlopsConfigMixin, ApprovalOperator):
+    """
+    Wait for a person to approve the deploy in the Airflow UI (Required Actions) or the CLI.
+
+    The body shows the gate table. Approve and Reject are recorded on the model version with
+    the approver and the time; Reject skips the rest of the run, which ends cleanly. A version
+    already approved (``mlops approve`` before the run) passes without waiting.
+
+    :param config_path: the model's ``mlops.yaml``.
+    :param config_root: the folder its layered defaults are searched up to.
+    """
+
+    template_fields: Sequence[str] = ("body", "subject")
+
+    def __init__(self, *, config_path: str, config_root: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("subject", "Deploy {{ ti.xcom_pull(task_ids='%s')['group'] }} "
+                          "version {{ ti.xcom_pull(task_ids='%s')['semver'] }}" % (RESOLVE_TASK, RESOLVE_TASK))
+        kwargs.setdefault("body", "{{ ti.xcom_pull(task_ids='%s')['approval_body'] }}" % RESOLVE_TASK)
+        super().__init__(**kwargs)
+        self.config_path = config_path
+        self.config_root = config_root
+
+    def _version(self, context: Context) -> dict[str, Any]:
+        return context["ti"].xcom_pull(task_ids=RESOLVE_TASK)
+
+    def execute(self, context: Context) -> Any:
+        resolved = self._version(context)
+        current = self.registry.get(self.group, resolved["semver"])
+        if current.status == APPROVED:
+            self.log.info("Version %s was already approved by %s at %s", current.semver, current.approval.get("by"), current.approval.get("at"))
+            return {"chosen_options": [self.APPROVE], "responded_by": current.approval.get("by"), "preapproved": True}
+        return super().execute(context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        resolved = self._version(context)
+        chosen = (event.get("chosen_options") or [None])[0]
+        user = event.get("responded_by_user") or {}
+        who = user.get("name") or user.get("id") or "unknown"
+        status = APPROVED if chosen == self.APPROVE else REJECTED
+        # Record first: a reject skips downstream tasks inside the parent's execute_complete.
+        if "error" not in event:
+            self.registry.set_approval(self.group, resolved["semver"], status, by=who, reason=f"{chosen} in Airflow")
+            self.log.info("%s %s by %s", resolved["semver"], status, who)
+        result = super().execute_complete(context, event)
+        return {"chosen_options": result["chosen_options"], "responded_by": who, "status": status}
+
+
+class MlopsAutoApproveOperator(MlopsBaseOperator):
+    """
+    ``approval: auto``: record the approval on the version without waiting for a person.
+
+    :param config_path: the model's ``mlops.yaml``.
+    :param config_root: the folder its layered defaults are searched up to.
+    """
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        resolved = context["ti"].xcom_pull(task_ids=RESOLVE_TASK)
+        current = self.registry.get(self.group, resolved["semver"])
+        if current.status != APPROVED:
+            current = self.registry.set_approval(self.group, current.semver, APPROVED, by="auto", reason="approval: auto in mlops.yaml")
+        return {"status": current.status, "responded_by": current.approval.get("by")}
+
+
+class MlopsDeployOperator(MlopsBaseOperator):
+    """
+    Serve the approved version on the model's endpoint: create it, or update it in place.
+
+    The new version starts beside the old one and must pass its health check before traffic
+    moves; if it fails, the old version keeps serving and the task fails with the reason.
+
+    :param config_path: the model's ``mlops.yaml``.
+    :param config_root: the folder its layered defaults are searched up to.
+    :return: ``{"endpoint", "url", "version", "previous_version"}``.
+    """
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        resolved = context["ti"].xcom_pull(task_ids=RESOLVE_TASK)
+        version = self.registry.get(self.group, resolved["semver"])
+        if version.status != APPROVED:
+            raise DeploymentError(f"{self.group} version {version.semver} is {version.status}, not Approved; it can't be deployed")
+        return deploy_version(self, version)
+
+
+def deploy_version(operator: MlopsConfigMixin, version: ModelVersion) -> dict[str, Any]:
+    cfg = operator.loaded.config
+    result: dict[str, Any] = _serving(operator).deploy(
+        cfg.endpoint_name,
+        version=version.semver,
+        model_dir=version.artifact_uri,
+        code_dir=operator.loaded.resolve(cfg.training.source_dir),
+        entrypoint=cfg.deployment.inference_entrypoint,
+        port=cfg.deployment.port,
+        health_timeout=cfg.deployment.health_check_timeout_seconds,
+    )
+    return result
+
+
+class MlopsSmokeTestOperator(MlopsBaseOperator):
+    """
+    Send the config's smoke-test request to the endpoint and check the answer.
+
+    If the answer is not a 200, the previous version (when there is one) is put back on the
+    endpoint and the task fails, saying so.
+
+    :param config_path: the model's ``mlops.yaml``.
+    :param config_root: the folder its layered defaults are searched up to.
+    :return: ``{"status", "response"}`` with the response truncated to 2 KB.
+    """
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_mlops.serving.local import invoke
+
+        deployed = context["ti"].xcom_pull(task_ids="deploy")
+        smoke = self.loaded.config.deployment.smoke_test
+        payload = smoke.payload or ""
+        if smoke.payload_file:
+            payload = Path(self.loaded.resolve(smoke.payload_file)).read_text()
+        status, _, body = invoke(deployed["url"], payload.encode(), smoke.content_type)
+        if status != 200:
+            previous = deployed.get("previous_version")
+            if previous and not deployed.get("unchanged"):
+                deploy_version(self, self.registry.get(self.group, previous))
+                raise DeploymentError(
+                    f"smoke test of {deployed['endpoint']} {deployed['version']} got HTTP {status}: {body[:300]!r}; "
+                    f"rolled back to {previous}"
+                )
+            raise DeploymentError(f"smoke test of {deployed['endpoint']} {deployed['version']} got HTTP {status}: {body[:300]!r}")
+        text = body.decode(errors="replace")[:2048]
+        self.log.info("Smoke test passed: %s", text)
+        return {"status": status, "response": text}
+
+
+class MlopsPromoteOperator(MlopsBaseOperator):
+    """
+    Mark the deployed version as the production model (the gate's next champion).
+
+    :param config_path: the model's ``mlops.yaml``.
+    :param config_root: the folder its layered defaults are searched up to.
+    :return: the promoted version's record.
+    """
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        deployed = context["ti"].xcom_pull(task_ids="deploy")
+        version = self.registry.promote(
+            self.group, deployed["version"], deployment={"endpoint": deployed["endpoint"], "url": deployed["url"], "run_id": context["ti"].run_id}
+        )
+        self.log.info("%s %s is now in production on %s", self.group, version.semver, deployed["endpoint"])
+        return version.to_dict()

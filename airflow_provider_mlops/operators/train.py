@@ -1,0 +1,122 @@
+"""Train and evaluate: the two compute jobs of the train DAG."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_mlops import runtime
+from airflow_provider_mlops.backends.base import JobSpec, JobState
+from airflow_provider_mlops.operators.base import MlopsJobOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class MlopsTrainOperator(MlopsJobOperator):
+    """
+    Train the model on the config's compute backend.
+
+    .. seealso:: The training container contract in the README ("Container contract").
+
+    :param config_path: the model's ``mlops.yaml``.
+    :param config_root: the folder its layered defaults are searched up to.
+    :param deferrable: wait in the triggerer (default) instead of the worker.
+    :param poll_interval: seconds between status checks.
+    :return: ``{"job_name", "model_uri", "metrics", "hyperparameters", "channels", "image",
+        "commit", "requested_by", "log_uri"}``, small JSON for XCom.
+    """
+
+    step = "training"
+
+    def build_spec(self, context: Context, name: str) -> JobSpec:
+        loaded = self.loaded
+        cfg = loaded.config
+        conf = runtime.parse_conf(runtime.TrainRunConf, context["dag_run"].conf, self.dag_id, loaded)
+        hyperparameters = {**cfg.training.hyperparameters, **(conf.hyperparameters or {})}
+        return JobSpec(
+            name=name,
+            kind="training",
+            entrypoint=cfg.training.entrypoint,
+            source_dir=loaded.resolve(cfg.training.source_dir),
+            image=conf.image or cfg.image,
+            hyperparameters=hyperparameters,
+            channels={k: loaded.resolve(v) for k, v in cfg.training.channels.items()},
+            metric_definitions=[d.model_dump() for d in cfg.training.metric_definitions],
+            resources=cfg.training.resources.model_dump(),
+            environment=dict(cfg.training.environment),
+        )
+
+    def finish(self, context: Context, state: JobState) -> dict[str, Any]:
+        loaded = self.loaded
+        cfg = loaded.config
+        conf = runtime.parse_conf(runtime.TrainRunConf, context["dag_run"].conf, self.dag_id, loaded)
+        source_dir = loaded.resolve(cfg.training.source_dir)
+        return {
+            "job_name": state.name,
+            "model_uri": state.model_uri,
+            "metrics": state.metrics,
+            "hyperparameters": {**cfg.training.hyperparameters, **(conf.hyperparameters or {})},
+            "channels": {k: loaded.resolve(v) for k, v in cfg.training.channels.items()},
+            "image": conf.image or cfg.image or runtime.code_digest(source_dir),
+            "commit": conf.commit or runtime.git_commit(source_dir),
+            "image_version": conf.version,
+            "requested_by": conf.requested_by,
+            "log_uri": state.log_uri,
+        }
+
+
+class MlopsEvaluateOperator(MlopsJobOperator):
+    """
+    Evaluate the trained model on the held-out channel, as a job of its own.
+
+    The evaluation entrypoint reads ``SM_CHANNEL_<held-out>`` and ``SM_CHANNEL_MODEL`` and
+    writes ``evaluation.json`` (``{"metrics": {...}, "confusion_matrix": ...}``) to
+    ``SM_OUTPUT_DATA_DIR``.
+
+    :param config_path: the model's ``mlops.yaml``.
+    :param config_root: the folder its layered defaults are searched up to.
+    :param train_task_id: the task whose XCom holds the model location.
+    :return: ``{"job_name", "metrics", "confusion_matrix", "report_uri"}``.
+    """
+
+    step = "evaluation"
+
+    def __init__(self, *, train_task_id: str = "train", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.train_task_id = train_task_id
+
+    def build_spec(self, context: Context, name: str) -> JobSpec:
+        loaded = self.loaded
+        cfg = loaded.config
+        trained = context["ti"].xcom_pull(task_ids=self.train_task_id)
+        held_out = cfg.evaluation.channel
+        location = cfg.evaluation.data or cfg.training.channels.get(held_out) or f"data/{held_out}"
+        resources = cfg.evaluation.resources or cfg.training.resources
+        return JobSpec(
+            name=name,
+            kind="processing",
+            entrypoint=cfg.evaluation.entrypoint,
+            source_dir=loaded.resolve(cfg.training.source_dir),
+            image=trained.get("image") if cfg.image else None,
+            channels={held_out: loaded.resolve(location), "model": trained["model_uri"]},
+            resources=resources.model_dump(),
+            environment=dict(cfg.training.environment),
+        )
+
+    def finish(self, context: Context, state: JobState) -> dict[str, Any]:
+        evaluation = state.details.get("evaluation", {})
+        wanted = self.loaded.config.evaluation.metrics
+        missing = [m for m in wanted if m not in state.metrics]
+        if missing:
+            from airflow_provider_mlops.exceptions import BackendError
+
+            raise BackendError(
+                f"evaluation job {state.name} did not report {missing}; its evaluation.json must hold "
+                f"{{\"metrics\": {{{', '.join(repr(m) + ': <number>' for m in wanted)}}}}}"
+            )
+        return {
+            "job_name": state.name,
+            "metrics": {m: state.metrics[m] for m in wanted},
+            "confusion_matrix": evaluation.get("confusion_matrix"),
+            "report_uri": state.output_uri,
+        }

@@ -1,0 +1,229 @@
+"""
+The local model registry: one SQLite file under the registry home.
+
+Patch numbers come from SQLite's serialised write transactions: a registration inserts its row
+and numbers it inside one ``BEGIN IMMEDIATE`` transaction, and a unique index on
+``(group, series, patch)`` backs that up. Concurrent registrations, from threads or processes,
+get distinct, consecutive versions. A registration carries an idempotency key (the DAG run and
+task), so a retried register task returns the version its first try created.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_mlops.exceptions import RegistryError, VersionNotFoundError
+from airflow_provider_mlops.registry.base import APPROVAL_STATUSES, APPROVED, PENDING, ModelVersion
+from airflow_provider_mlops.versioning import parse_series
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS model_versions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    grp TEXT NOT NULL,
+    series TEXT NOT NULL,
+    patch INTEGER,
+    status TEXT NOT NULL,
+    stage TEXT,
+    created_at TEXT NOT NULL,
+    artifact_uri TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    gate TEXT NOT NULL,
+    lineage TEXT NOT NULL,
+    approval TEXT NOT NULL DEFAULT '{}',
+    deployment TEXT NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ux_version ON model_versions (grp, series, patch);
+CREATE UNIQUE INDEX IF NOT EXISTS ux_idem ON model_versions (grp, idempotency_key);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    grp TEXT NOT NULL,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"""
+
+
+def utcnow_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class LocalModelRegistry:
+    """
+    A model registry in ``<home>/registry.db``.
+
+    :param home: the registry home folder; created when missing.
+    """
+
+    def __init__(self, home: str | Path) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.path = self.home / "registry.db"
+        with self._connect() as conn:
+            conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _row(row: sqlite3.Row) -> ModelVersion:
+        return ModelVersion(
+            group=row["grp"],
+            semver=f"{row['series']}.{row['patch']}",
+            package_version=row["id"],
+            status=row["status"],
+            stage=row["stage"],
+            created_at=row["created_at"],
+            artifact_uri=row["artifact_uri"],
+            metrics=json.loads(row["metrics"]),
+            gate=json.loads(row["gate"]),
+            lineage=json.loads(row["lineage"]),
+            approval=json.loads(row["approval"]),
+            deployment=json.loads(row["deployment"]),
+        )
+
+    def register(
+        self,
+        group: str,
+        series: str,
+        *,
+        idempotency_key: str,
+        artifact_uri: str,
+        metrics: dict[str, Any],
+        gate: dict[str, Any],
+        lineage: dict[str, Any],
+        status: str = PENDING,
+    ) -> ModelVersion:
+        """Register a version and allocate its patch number atomically; idempotent per key."""
+        parse_series(series)
+        if status not in APPROVAL_STATUSES:
+            raise RegistryError(f"status {status!r} is not one of {APPROVAL_STATUSES}")
+        with self._write() as conn:
+            existing = conn.execute(
+                "SELECT * FROM model_versions WHERE grp = ? AND idempotency_key = ?", (group, idempotency_key)
+            ).fetchone()
+            if existing is not None:
+                return self._row(existing)
+            cursor = conn.execute(
+                "INSERT INTO model_versions (grp, series, status, created_at, artifact_uri, idempotency_key,"
+                " metrics, gate, lineage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (group, series, status, utcnow_iso(), artifact_uri, idempotency_key,
+                 json.dumps(metrics), json.dumps(gate), json.dumps(lineage)),
+            )
+            new_id = cursor.lastrowid
+            # The patch is this row's rank in the series, in the order of the atomic row ids.
+            conn.execute(
+                "UPDATE model_versions SET patch = (SELECT COUNT(*) FROM model_versions"
+                " WHERE grp = ? AND series = ? AND id < ?) WHERE id = ?",
+                (group, series, new_id, new_id),
+            )
+            row = conn.execute("SELECT * FROM model_versions WHERE id = ?", (new_id,)).fetchone()
+            self._event(conn, group, "registered", {"semver": f"{series}.{row['patch']}", "key": idempotency_key})
+        return self._row(row)
+
+    def get(self, group: str, semver: str) -> ModelVersion:
+        series, _, patch = semver.rpartition(".")
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT * FROM model_versions WHERE grp = ? AND series = ? AND patch = ?", (group, series, patch)
+            ).fetchone()
+        if row is None:
+            raise VersionNotFoundError(
+                f"model {group} has no version {semver}; run 'mlops versions {group.replace('-', '/', 1)}' to list them"
+            )
+        return self._row(row)
+
+    def list_versions(self, group: str) -> list[ModelVersion]:
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM model_versions WHERE grp = ? ORDER BY id", (group,)).fetchall()
+        return [self._row(r) for r in rows]
+
+    def latest(self, group: str) -> ModelVersion | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT * FROM model_versions WHERE grp = ? ORDER BY id DESC LIMIT 1", (group,)
+            ).fetchone()
+        return self._row(row) if row else None
+
+    def production(self, group: str) -> ModelVersion | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT * FROM model_versions WHERE grp = ? AND stage = 'production' ORDER BY id DESC LIMIT 1",
+                (group,),
+            ).fetchone()
+        return self._row(row) if row else None
+
+    def set_approval(self, group: str, semver: str, status: str, *, by: str, reason: str = "") -> ModelVersion:
+        """Move a version to Approved or Rejected, recording who, when and why."""
+        if status not in APPROVAL_STATUSES:
+            raise RegistryError(f"status {status!r} is not one of {APPROVAL_STATUSES}")
+        current = self.get(group, semver)
+        approval = {"status": status, "by": by, "at": utcnow_iso(), "reason": reason}
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE model_versions SET status = ?, approval = ? WHERE id = ?",
+                (status, json.dumps(approval), current.package_version),
+            )
+            self._event(conn, group, "approval", {"semver": semver, **approval})
+        return self.get(group, semver)
+
+    def promote(self, group: str, semver: str, *, deployment: dict[str, Any]) -> ModelVersion:
+        """Make ``semver`` the production version; the previous one is archived."""
+        current = self.get(group, semver)
+        if current.status != APPROVED:
+            raise RegistryError(
+                f"model {group} version {semver} is {current.status}, not Approved: approve it before promoting"
+            )
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE model_versions SET stage = 'archived' WHERE grp = ? AND stage = 'production' AND id != ?",
+                (group, current.package_version),
+            )
+            conn.execute(
+                "UPDATE model_versions SET stage = 'production', deployment = ? WHERE id = ?",
+                (json.dumps({**deployment, "at": utcnow_iso()}), current.package_version),
+            )
+            self._event(conn, group, "promoted", {"semver": semver, **deployment})
+        return self.get(group, semver)
+
+    def record_event(self, group: str, kind: str, detail: dict[str, Any]) -> None:
+        with self._write() as conn:
+            self._event(conn, group, kind, detail)
+
+    def events(self, group: str, kind: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT * FROM events WHERE grp = ?" + (" AND kind = ?" if kind else "") + " ORDER BY id"
+        with self._connect() as conn:
+            rows = conn.execute(query, (group, kind) if kind else (group,)).fetchall()
+        return [{"at": r["at"], "kind": r["kind"], **json.loads(r["detail"])} for r in rows]
+
+    @staticmethod
+    def _event(conn: sqlite3.Connection, group: str, kind: str, detail: dict[str, Any]) -> None:
+        conn.execute(
+            "INSERT INTO events (grp, at, kind, detail) VALUES (?, ?, ?, ?)",
+            (group, utcnow_iso(), kind, json.dumps(detail)),
+        )

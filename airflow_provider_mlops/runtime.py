@@ -1,0 +1,139 @@
+"""
+What an operator needs at run time from a config: the MLOps home, the backends, the registry,
+lineage, and validated DAG run conf. No Airflow import: the CLI uses it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from airflow_provider_mlops.backends import ComputeBackend, get_compute_backend
+from airflow_provider_mlops.config.loader import LoadedConfig, load_config
+from airflow_provider_mlops.exceptions import InputError
+from airflow_provider_mlops.naming import model_group
+from airflow_provider_mlops.registry import ModelRegistry, get_registry
+from airflow_provider_mlops.versioning import SEMVER_RE, SemVer
+
+HOME_ENV = "MLOPS_HOME"
+
+
+@lru_cache(maxsize=256)
+def _cached_config(path: str, root: str | None, mtime_ns: int) -> LoadedConfig:
+    return load_config(path, root=root)
+
+
+def config_at(path: str, root: str | None = None) -> LoadedConfig:
+    """Load a config at run time; cached until the file changes."""
+    return _cached_config(path, root, Path(path).stat().st_mtime_ns)
+
+
+def mlops_home(loaded: LoadedConfig) -> Path:
+    """``registry.home`` (relative to the config), else ``$MLOPS_HOME``, else ``~/.mlops``."""
+    if loaded.config.registry.home:
+        return Path(loaded.resolve(loaded.config.registry.home))
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".mlops")
+
+
+def compute_backend(loaded: LoadedConfig, step: str = "training") -> ComputeBackend:
+    cfg = loaded.config
+    name = cfg.evaluation_backend if step == "evaluation" else cfg.training_backend
+    return get_compute_backend(name, **backend_kwargs(name, loaded))
+
+
+def backend_kwargs(name: str, loaded: LoadedConfig) -> dict[str, Any]:
+    if name == "local":
+        return {"home": str(mlops_home(loaded))}
+    return {}
+
+
+def registry_for(loaded: LoadedConfig) -> ModelRegistry:
+    name = loaded.config.registry_backend
+    return get_registry(name, **backend_kwargs(name, loaded))
+
+
+def group_of(loaded: LoadedConfig) -> str:
+    return loaded.config.registry.model_package_group or model_group(loaded.config.project, loaded.config.model)
+
+
+def code_digest(source_dir: str | Path) -> str:
+    """A content digest of the model's code (``*.py``, Dockerfile, requirements), for lineage."""
+    digest = hashlib.sha256()
+    root = Path(source_dir)
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and (path.suffix in (".py", ".txt", ".toml", ".cfg") or path.name == "Dockerfile"):
+            if any(part.startswith(".") or part == "__pycache__" for part in path.relative_to(root).parts):
+                continue
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def git_commit(source_dir: str | Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source_dir, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+class _Conf(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainRunConf(_Conf):
+    """The DAG run conf a train (or retrain-triggered) run accepts; the Lambda event's fields."""
+
+    version: Annotated[str, Field(pattern=SEMVER_RE.pattern)] | None = None
+    image: Annotated[str, Field(max_length=512)] | None = None
+    commit: Annotated[str, Field(pattern=r"^[0-9a-f]{7,40}$")] | None = None
+    requested_by: Annotated[str, Field(max_length=128)] | None = None
+    hyperparameters: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")], str | int | float | bool] | None = None
+    action: str | None = None
+    project: str | None = None
+    model: str | None = None
+
+
+class DeployRunConf(_Conf):
+    """The DAG run conf a deploy run accepts."""
+
+    version: Annotated[str, Field(pattern=SEMVER_RE.pattern)] | None = None
+    requested_by: Annotated[str, Field(max_length=128)] | None = None
+    image: str | None = None
+    commit: str | None = None
+    action: str | None = None
+    project: str | None = None
+    model: str | None = None
+
+
+def parse_conf(model: type[_Conf], conf: dict[str, Any] | None, dag_id: str, loaded: LoadedConfig) -> Any:
+    """Validate a DAG run conf; errors name the DAG, the field, the value and what is allowed."""
+    try:
+        parsed = model.model_validate(conf or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"'{'.'.join(map(str, e['loc']))}' = {e.get('input')!r}: {e['msg']}" for e in exc.errors()
+        )
+        raise InputError(
+            f"DAG run conf of {dag_id} is invalid: {problems}. Allowed keys: {', '.join(model.model_fields)}"
+        ) from None
+    cfg = loaded.config
+    for key in ("project", "model"):
+        given = getattr(parsed, key, None)
+        if given is not None and given != getattr(cfg, key):
+            raise InputError(f"DAG run conf of {dag_id}: {key} {given!r} does not match this DAG's {getattr(cfg, key)!r}")
+    version = getattr(parsed, "version", None)
+    if model is TrainRunConf and version is not None and SemVer.parse(version).series != cfg.version:
+        raise InputError(
+            f"DAG run conf of {dag_id}: version {version} is not in series {cfg.version} from {loaded.path}; "
+            f"bump 'version:' in mlops.yaml or send a {cfg.version}.N version"
+        )
+    return parsed

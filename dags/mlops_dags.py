@@ -1,0 +1,14 @@
+"""Every model's train, deploy and retrain DAGs, built from the published mlops.yaml files.
+
+Configs are read from $MLOPS_CONFIG_PATH (os.pathsep-separated folders), else mlops/ here.
+"""
+
+# Named so that Airflow's dag processor pre-imports them once, not in every parse (DESIGN.md §6).
+import airflow.providers.standard.operators.empty  # noqa: F401
+import airflow.providers.standard.operators.hitl  # noqa: F401
+import airflow.providers.standard.operators.trigger_dagrun  # noqa: F401
+import airflow.sdk  # noqa: F401
+
+from airflow_provider_mlops.factory import load_dags
+
+load_dags(globals())
