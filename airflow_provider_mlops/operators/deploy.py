@@ -18,10 +18,12 @@ from airflow_provider_mlops.registry.base import APPROVED, PENDING, REJECTED, Mo
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_mlops.serving import ServingBackend
+
 RESOLVE_TASK = "resolve_version"
 
 
-def _serving(operator: MlopsConfigMixin) -> Any:
+def _serving(operator: MlopsConfigMixin) -> ServingBackend:
     from airflow_provider_mlops.serving import get_serving
 
     loaded = operator.loaded
@@ -162,17 +164,7 @@ class MlopsDeployOperator(MlopsBaseOperator):
 
 
 def deploy_version(operator: MlopsConfigMixin, version: ModelVersion) -> dict[str, Any]:
-    cfg = operator.loaded.config
-    result: dict[str, Any] = _serving(operator).deploy(
-        cfg.endpoint_name,
-        version=version.semver,
-        model_dir=version.artifact_uri,
-        code_dir=operator.loaded.resolve(cfg.training.source_dir),
-        entrypoint=cfg.deployment.inference_entrypoint,
-        port=cfg.deployment.port,
-        health_timeout=cfg.deployment.health_check_timeout_seconds,
-    )
-    return result
+    return _serving(operator).deploy(operator.loaded.config.endpoint_name, version, operator.loaded)
 
 
 class MlopsSmokeTestOperator(MlopsBaseOperator):
@@ -188,14 +180,12 @@ class MlopsSmokeTestOperator(MlopsBaseOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_mlops.serving.local import invoke
-
         deployed = context["ti"].xcom_pull(task_ids="deploy")
         smoke = self.loaded.config.deployment.smoke_test
         payload = smoke.payload or ""
         if smoke.payload_file:
             payload = Path(self.loaded.resolve(smoke.payload_file)).read_text()
-        status, _, body = invoke(deployed["url"], payload.encode(), smoke.content_type)
+        status, _, body = _serving(self).invoke(deployed, payload.encode(), smoke.content_type)
         if status != 200:
             previous = deployed.get("previous_version")
             if previous and not deployed.get("unchanged"):

@@ -18,10 +18,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlops.airflow_api import free_port
 from airflow_provider_mlops.exceptions import DeploymentError
+
+if TYPE_CHECKING:
+    from airflow_provider_mlops.config.loader import LoadedConfig
+    from airflow_provider_mlops.registry.base import ModelVersion
 
 
 def _alive(pid: int | None) -> bool:
@@ -147,7 +151,24 @@ class LocalServing:
             time.sleep(0.1)
         raise DeploymentError(f"{what} was not ready within {timeout:.0f}s; see {log}")
 
-    def deploy(
+    def deploy(self, endpoint: str, version: ModelVersion, loaded: LoadedConfig) -> dict[str, Any]:
+        """The serving protocol: serve a registered ``version`` of ``loaded``'s model on ``endpoint``."""
+        cfg = loaded.config
+        return self.deploy_model(
+            endpoint,
+            version=version.semver,
+            model_dir=version.artifact_uri,
+            code_dir=loaded.resolve(cfg.training.source_dir),
+            entrypoint=cfg.deployment.inference_entrypoint,
+            port=cfg.deployment.port,
+            health_timeout=cfg.deployment.health_check_timeout_seconds,
+        )
+
+    def invoke(self, deployed: dict[str, Any], payload: bytes, content_type: str) -> tuple[int, dict[str, str], bytes]:
+        """The serving protocol: send one request to a deployed endpoint."""
+        return invoke(deployed["url"], payload, content_type)
+
+    def deploy_model(
         self,
         endpoint: str,
         *,
