@@ -80,7 +80,7 @@ class AirflowClient:
             headers["Authorization"] = f"Bearer {self.get_token()}"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 text = response.read().decode()
                 return response.status, json.loads(text) if text else None
         except urllib.error.HTTPError as exc:
@@ -233,7 +233,7 @@ def _wait_healthy(server: ApiServer, timeout: float) -> None:
                 f"airflow api-server exited with code {server.process.returncode}; see {server.log_path}"
             )
         try:
-            with urllib.request.urlopen(f"{server.base_url}/api/v2/monitor/health", timeout=2):  # noqa: S310
+            with urllib.request.urlopen(f"{server.base_url}/api/v2/monitor/health", timeout=2):
                 return
         except (urllib.error.URLError, OSError):
             time.sleep(0.5)

@@ -13,6 +13,7 @@ creating the folder is the lock, so two tries never start two processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -220,10 +221,8 @@ class LocalComputeBackend:
         if state.terminal:
             return
         pid = int(json.loads(job_file.read_text())["pid"])
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         _write_json(run_dir / "status.json", {"status": STOPPED, "failure_reason": "stopped on request"})
 
 

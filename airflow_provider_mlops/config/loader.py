@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,9 +100,10 @@ def _read(path: Path) -> _Source:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the file ({exc})", path=str(path), fix="check the file exists and is UTF-8") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # An unclosed bracket or quote is detected lines later: point at where it was opened.
+        mark = exc.context_mark or exc.problem_mark
         raise ConfigError(
             f"invalid YAML: {exc.problem or exc.context}",
             path=str(path),
@@ -113,10 +115,11 @@ def _read(path: Path) -> _Source:
     if data is None:
         data = {}
     if not isinstance(data, dict):
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
         raise ConfigError(
             f"the top level must be a mapping of keys, not a {type(data).__name__}",
             path=str(path),
-            line=1,
+            line=node.start_mark.line + 1 if node is not None else 1,
             fix="start the file with keys such as 'project:', 'model:' and 'version:'",
         )
     return _Source(path, text, data)
@@ -168,7 +171,7 @@ def load_config(
     try:
         config = MlopsConfig.model_validate(merged)
     except ValidationError as exc:
-        errors = [_explain(err, own, layers) for err in exc.errors()]
+        errors = [_explain(err, own, layers) for err in _merge_union_errors(exc.errors())]
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors) from None
     digest = hashlib.sha256("\x00".join([own.text, *(s.text for s in layers)]).encode()).hexdigest()
     return LoadedConfig(config_path, config, digest, tuple(s.path for s in layers))
@@ -301,8 +304,32 @@ def _unwrap(annotation: Any, container: bool = False) -> Any:
     return annotation
 
 
+_UNION_TAGS = {"str", "int", "float", "bool"}
+_FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_-]+)*): (.*)$", re.S)
+
+
+def _merge_union_errors(errors: list[Any]) -> list[dict[str, Any]]:
+    """One error per field: a value that matches no member of ``str | int | float | bool``."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for error in errors:
+        loc = tuple(error["loc"])
+        if loc and loc[-1] in _UNION_TAGS:
+            key = loc[:-1]
+            entry = merged.setdefault(key, {**error, "loc": key, "type": "union", "tags": []})
+            entry["tags"].append(loc[-1])
+            entry["msg"] = f"must be one of: {', '.join(entry['tags'])}"
+        else:
+            merged[loc] = dict(error)
+    return list(merged.values())
+
+
 def _explain(error: Mapping[str, Any], own: _Source, layers: list[_Source]) -> ConfigError:
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    # Model-level rules name the field they are about as a "field: " prefix.
+    if error["type"] == "value_error" and (match := _FIELD_PREFIX.match(message)):
+        loc = loc + tuple(match[1].split("."))
+        message = match[2]
     dotted = ".".join(str(p) for p in loc) or "<top level>"
     kind = error["type"]
     value = error.get("input")
@@ -335,10 +362,8 @@ def _explain(error: Mapping[str, Any], own: _Source, layers: list[_Source]) -> C
             path=str(holder.path), line=line, field=dotted,
             fix=f"add '{loc[-1]}:' to {own.path.name} or to an {DEFAULTS_FILENAME} above it",
         )
-    message = str(error.get("msg", "is invalid"))
-    message = message.removeprefix("Value error, ")
-    if isinstance(value, (dict, list)) and kind != "value_error":
-        value = f"<{type(value).__name__}>"
+    if isinstance(value, (dict, list)):
+        value = None if kind == "value_error" else f"<{type(value).__name__}>"
     fix = "set a value that matches the rule above"
     if kind == "string_pattern_mismatch" and loc and loc[-1] in ("project", "model"):
         message, fix = f"must be {NAME_RULE}", f"rename it, for example {_slug(value)!r}"

@@ -80,7 +80,7 @@ class Resources(_Model):
     def _spot_needs_wait(self) -> Resources:
         if self.use_spot and self.max_wait_seconds is not None and self.max_wait_seconds < self.max_runtime_seconds:
             raise ValueError(
-                f"max_wait_seconds ({self.max_wait_seconds}) must be >= max_runtime_seconds "
+                f"max_wait_seconds: {self.max_wait_seconds} must be >= max_runtime_seconds "
                 f"({self.max_runtime_seconds}) for managed spot training"
             )
         return self
@@ -125,7 +125,7 @@ class GateRule(_Model):
     @model_validator(mode="after")
     def _bounds_ordered(self) -> GateRule:
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+            raise ValueError(f"min: {self.min} is greater than max ({self.max})")
         if self.min is None and self.max is None and self.min_delta is None:
             raise ValueError("a gate rule needs at least one of min, max or min_delta")
         return self
@@ -152,14 +152,14 @@ class Evaluation(_Model):
         if self.primary_metric is None:
             object.__setattr__(self, "primary_metric", metrics[0])
         elif self.primary_metric not in metrics:
-            raise ValueError(f"primary_metric '{self.primary_metric}' is not one of metrics {metrics}")
+            raise ValueError(f"primary_metric: '{self.primary_metric}' is not one of metrics {metrics}")
         for name in self.gate:
             if name not in metrics:
-                raise ValueError(f"gate metric '{name}' is not one of metrics {metrics}; add it to metrics")
+                raise ValueError(f"gate.{name}: gate metric '{name}' is not one of metrics {metrics}; add it to metrics")
         for name in metrics:
             if self.direction(name) is None:
                 raise ValueError(
-                    f"metric '{name}' has no known direction; add 'greater_is_better: {{{name}: true}}' "
+                    f"metrics: metric '{name}' has no known direction; add 'greater_is_better: {{{name}: true}}' "
                     f"(known metrics: {', '.join(sorted(KNOWN_METRICS))})"
                 )
         return self
@@ -240,6 +240,11 @@ NotificationEvent = Literal[
 ]
 
 
+ALL_EVENTS: tuple[NotificationEvent, ...] = (
+    "training_finished", "awaiting_approval", "deployed", "rejected", "rolled_back", "failure"
+)
+
+
 class SlackTarget(_Model):
     connection_id: str = "slack_default"
     channel: str | None = None
@@ -253,9 +258,7 @@ class SnsTarget(_Model):
 class Notifications(_Model):
     slack: SlackTarget | None = None
     sns: SnsTarget | None = None
-    events: list[NotificationEvent] = Field(
-        default_factory=lambda: ["training_finished", "awaiting_approval", "deployed", "rejected", "rolled_back", "failure"]
-    )
+    events: list[NotificationEvent] = Field(default_factory=lambda: list(ALL_EVENTS))
 
 
 class Aws(_Model):
@@ -298,13 +301,13 @@ class MlopsConfig(_Model):
         uses_remote = {self.training_backend, self.evaluation_backend} - {"local"}
         if uses_remote and not self.image:
             raise ValueError(
-                f"backend {sorted(uses_remote)[0]} runs a container image: set 'image' to the ECR image URI"
+                f"backend: {sorted(uses_remote)[0]} runs a container image, so 'image' must be set to the ECR image URI"
             )
         if self.evaluation.channel in ("model",):
-            raise ValueError("evaluation.channel 'model' is reserved for the trained model artifacts")
+            raise ValueError("evaluation.channel: 'model' is reserved for the trained model artifacts")
         if self.serving_backend == "sagemaker" and self.registry_backend != "sagemaker":
             raise ValueError(
-                "deployment.backend sagemaker deploys model packages from the SageMaker Model Registry: "
+                "deployment.backend: sagemaker deploys model packages from the SageMaker Model Registry: "
                 "set registry.backend: sagemaker"
             )
         return self

@@ -95,9 +95,9 @@ class MlopsApprovalOperator(MlopsConfigMixin, ApprovalOperator):
     template_fields: Sequence[str] = ("body", "subject")
 
     def __init__(self, *, config_path: str, config_root: str | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("subject", "Deploy {{ ti.xcom_pull(task_ids='%s')['group'] }} "
-                          "version {{ ti.xcom_pull(task_ids='%s')['semver'] }}" % (RESOLVE_TASK, RESOLVE_TASK))
-        kwargs.setdefault("body", "{{ ti.xcom_pull(task_ids='%s')['approval_body'] }}" % RESOLVE_TASK)
+        resolved = f"ti.xcom_pull(task_ids='{RESOLVE_TASK}')"
+        kwargs.setdefault("subject", f"Deploy {{{{ {resolved}['group'] }}}} version {{{{ {resolved}['semver'] }}}}")
+        kwargs.setdefault("body", f"{{{{ {resolved}['approval_body'] }}}}")
         super().__init__(**kwargs)
         self.config_path = config_path
         self.config_root = config_root

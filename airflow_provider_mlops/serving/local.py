@@ -61,7 +61,7 @@ def _terminate(pid: int | None, timeout: float = 10.0) -> None:
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
@@ -72,7 +72,7 @@ def invoke(url: str, payload: bytes, content_type: str = "application/json", tim
     request = urllib.request.Request(f"{url}/invocations", data=payload, method="POST")
     request.add_header("Content-Type", content_type)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()

@@ -49,7 +49,7 @@ class _Proxy(BaseHTTPRequestHandler):
     server: Router
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -72,17 +72,17 @@ class _Proxy(BaseHTTPRequestHandler):
             if self.headers.get(header):
                 request.add_header(header, self.headers[header])
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback upstream
+            with urllib.request.urlopen(request, timeout=60) as response:
                 self._reply(response.status, response.read(), _pass_headers(response.headers))
         except urllib.error.HTTPError as exc:
             self._reply(exc.code, exc.read(), _pass_headers(exc.headers))
         except (urllib.error.URLError, OSError) as exc:
             self._reply(502, json.dumps({"error": f"model server unreachable: {exc}"}).encode(), {"Content-Type": "application/json"})
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._forward("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._forward("POST")
 
 

@@ -4,7 +4,8 @@ The local model server: SageMaker's inference contract on 127.0.0.1.
 ``GET /ping`` answers 200 once the model is loaded; ``POST /invocations`` runs the model's
 inference handlers, named as in the SageMaker inference toolkit: ``model_fn(model_dir)``,
 ``input_fn(body, content_type)``, ``predict_fn(data, model)``, ``output_fn(prediction, accept)``.
-Only ``model_fn`` is required; JSON in and out is the default.
+Only ``model_fn`` is required; JSON in and out is the default. An optional ``ping_fn(model)``
+returning false makes ``/ping`` answer 503, so a deploy refuses a model that is not ready.
 
 Run as ``python -m airflow_provider_mlops.serving.server --model-dir D --code-dir C
 --entrypoint inference.py --port-file F``. It binds a free port and writes it to ``F``.
@@ -67,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: ModelServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -78,13 +79,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         if self.path == "/ping":
-            self._send(200, b'{"status": "healthy"}')
+            ping = getattr(self.server.handlers, "ping_fn", None)
+            try:
+                healthy = ping(self.server.model) if ping else True
+            except Exception:
+                healthy = False
+            if healthy:
+                self._send(200, b'{"status": "healthy"}')
+            else:
+                self._send(503, b'{"status": "unhealthy"}')
         else:
             self._send(404, b'{"error": "not found: use GET /ping or POST /invocations"}')
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if self.path != "/invocations":
             self._send(404, b'{"error": "not found: use POST /invocations"}')
             return

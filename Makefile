@@ -1,0 +1,21 @@
+# Convenience targets; each one creates .venv when it is missing.
+.PHONY: venv demo test lint schema clean
+
+venv:
+	bash scripts/bootstrap.sh
+
+demo:
+	bash scripts/demo.sh
+
+test:
+	bash scripts/test.sh
+
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+
+schema: venv
+	.venv/bin/mlops schema -o airflow_provider_mlops/schema/mlops.schema.json
+
+clean:
+	rm -rf .venv .venv-tools .demo build *.egg-info
