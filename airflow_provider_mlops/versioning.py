@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
-SERIES_RE = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$")
-SEMVER_RE = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,8})$")
+# re.ASCII: \d must not match other scripts' digits ("1.0.1\u0660").
+SERIES_RE = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$", re.ASCII)
+SEMVER_RE = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,8})$", re.ASCII)
 SERIES_RULE = "MAJOR.MINOR, two non-negative integers without leading zeros, for example 1.0"
 SEMVER_RULE = "MAJOR.MINOR.PATCH, three non-negative integers without leading zeros, for example 1.0.3"
 

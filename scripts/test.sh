@@ -9,11 +9,11 @@ echo "==> ruff"
 .venv/bin/ruff check .
 echo "==> mypy"
 .venv/bin/mypy
+echo "==> GitLab CI checks (installs gitlab-ci-local into ci-tools/ for the tests below)"
+bash scripts/check_ci.sh
+echo "==> infrastructure checks (terraform, checkov, compose)"
+INFRA_PYTEST=0 bash scripts/check_infra.sh
 echo "==> pytest"
 # pytest exits 5 when it collects no test: that is a failure here too (set -e).
 .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"
-echo "==> infrastructure checks (terraform, checkov, compose)"
-INFRA_PYTEST=0 bash scripts/check_infra.sh
-echo "==> GitLab CI checks"
-bash scripts/check_ci.sh
 echo "==> all checks passed in $((SECONDS - started))s"

@@ -16,6 +16,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG
 
 from airflow_provider_mlops.factory.plan import DagSpec
+from airflow_provider_mlops.notifications.callbacks import MlopsFailureNotifier
 from airflow_provider_mlops.operators import (
     MlopsApprovalOperator,
     MlopsAutoApproveOperator,
@@ -52,6 +53,15 @@ START_DATE = datetime(2024, 1, 1)
 DEFAULT_ARGS: dict[str, Any] = {"retries": 1, "retry_delay": timedelta(seconds=30)}
 
 
+def _failure_callback(spec: DagSpec) -> dict[str, Any]:
+    """A task-level failure notifier (a DAG-level one fails under dag.test(), DESIGN.md §7)."""
+    config = next((t.kwargs for t in spec.tasks if "config_path" in t.kwargs), None)
+    if config is None:
+        return {}
+    notifier = MlopsFailureNotifier(config_path=config["config_path"], config_root=config.get("config_root"))
+    return {"on_failure_callback": notifier}
+
+
 def render_dag(spec: DagSpec) -> DAG:
     dag = DAG(
         dag_id=spec.dag_id,
@@ -62,8 +72,11 @@ def render_dag(spec: DagSpec) -> DAG:
         tags=set(spec.tags),
         doc_md=spec.doc_md,
         max_active_runs=spec.max_active_runs,
-        default_args={**DEFAULT_ARGS, "owner": spec.owner},
+        default_args={**DEFAULT_ARGS, "owner": spec.owner, **_failure_callback(spec)},
         auto_register=False,
+        # Runs come from the trigger Lambda, CI and the retrain schedule: a paused DAG would
+        # leave them queued forever.
+        is_paused_upon_creation=False,
     )
     tasks: dict[str, Any] = {}
     for task in spec.tasks:

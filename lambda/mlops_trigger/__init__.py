@@ -1,0 +1,18 @@
+"""
+The trigger Lambda: starts ``mlops__<project>__<model>__<action>`` DAG runs from CI events.
+
+Standalone by design: it imports neither Airflow nor ``airflow_provider_mlops``, and boto3 only
+when the MWAA target or Secrets Manager is used, so its cold start stays small.
+
+==============  ===========================================================
+module          what it holds
+==============  ===========================================================
+``event``       the event contract: validation, DAG id, run id, conf
+``settings``    the Lambda's environment variables
+``targets``     MWAA (``InvokeRestApi``) and self-hosted Airflow (REST API v2)
+``credentials`` Airflow credentials from Secrets Manager or the environment
+``app``         one invocation, from event to answer
+``logs``        JSON log lines
+``errors``      the answers that are refusals
+==============  ===========================================================
+"""

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# publish job: validate mlops.yaml and upload it where the DAG loader reads configs,
+#   s3://$MLOPS_DAGS_BUCKET/$MLOPS_CONFIGS_PREFIX/<project>/<model>/mlops.yaml
+# with release.json beside it (version, image, commit: what the scheduled retrain starts from).
+# An object another GitLab project published is never overwritten.
+# shellcheck source=scripts/ci/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_vars MLOPS_DAGS_BUCKET MLOPS_PROJECT MLOPS_MODEL MLOPS_VERSION MLOPS_IMAGE MLOPS_COMMIT
+owner="${MLOPS_UPSTREAM_PROJECT_PATH:-${CI_PROJECT_PATH:-}}"
+[ -n "$owner" ] || die "not set: MLOPS_UPSTREAM_PROJECT_PATH (the trigger passes it)"
+config="$MLOPS_WORKDIR/$MLOPS_CONFIG"
+[ -f "$config" ] || die "$config not found: did the prepare job fetch the model repository?"
+validate_as_published "$config" "$MLOPS_PROJECT" "$MLOPS_MODEL"
+aws_login
+
+prefix="$MLOPS_CONFIGS_PREFIX/$MLOPS_PROJECT/$MLOPS_MODEL"
+release="$(mktemp)"
+"$MLOPS_PYTHON" - "$release" <<'PY'
+import json, os, sys, time
+release = {name: os.environ[f"MLOPS_{name.upper()}"] for name in ("project", "model", "version", "image", "commit")}
+release["gitlab_project"] = os.environ.get("MLOPS_UPSTREAM_PROJECT_PATH") or os.environ.get("CI_PROJECT_PATH", "")
+release["pipeline_url"] = os.environ.get("CI_PIPELINE_URL", "")
+release["published_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+with open(sys.argv[1], "w", encoding="utf-8") as out:
+    json.dump(release, out, indent=2, sort_keys=True)
+PY
+ci_aws s3-publish --bucket "$MLOPS_DAGS_BUCKET" --key "$prefix/mlops.yaml" --file "$config" \
+  --owner "$owner" --content-type application/yaml
+ci_aws s3-publish --bucket "$MLOPS_DAGS_BUCKET" --key "$prefix/release.json" --file "$release" \
+  --owner "$owner" --content-type application/json
+rm -f "$release"
