@@ -33,6 +33,9 @@ os.environ.update(
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "MLOPS_CONFIG_PATH": str(REPO / "examples"),
         "MLOPS_HOME": str(SESSION_DIR / "mlops"),
+        # Fixed per session, so an api-server started by a test accepts this process's tokens.
+        "AIRFLOW__API_AUTH__JWT_SECRET": "mlops-tests-" + SESSION_DIR.name,
+        "AIRFLOW__API__SECRET_KEY": "mlops-tests-" + SESSION_DIR.name,
     }
 )
 os.environ.pop("MLOPS_STRICT", None)

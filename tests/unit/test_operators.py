@@ -1,0 +1,132 @@
+"""Operators: template fields, deferral, every execute_complete branch, on_kill, the trigger."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_mlops.backends import COMPUTE_BACKENDS
+from airflow_provider_mlops.backends.base import COMPLETED, FAILED, IN_PROGRESS, STOPPED, JobState
+from airflow_provider_mlops.backends.fake import FakeComputeBackend
+from airflow_provider_mlops.exceptions import BackendError
+from airflow_provider_mlops.factory.render import OPERATORS
+from airflow_provider_mlops.operators import MlopsTrainOperator
+from airflow_provider_mlops.triggers.job import JobCompletionTrigger
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = str(REPO / "examples" / "breast-cancer" / "mlops.yaml")
+RUN_ID = "manual__2026-01-01T00:00:00+00:00"
+
+
+@pytest.fixture(autouse=True)
+def _fake_backend() -> None:
+    FakeComputeBackend.reset()
+    assert "fake" in COMPUTE_BACKENDS
+
+
+def _train_operator() -> MlopsTrainOperator:
+    operator = MlopsTrainOperator(task_id="train", config_path=CONFIG)
+    operator.backend = FakeComputeBackend()  # the cached_property slot: the explicit fake backend
+    return operator
+
+
+def _context() -> dict[str, Any]:
+    ti = SimpleNamespace(dag_id="mlops__demo__breast-cancer__train", run_id=RUN_ID, task_id="train")
+    return {"ti": ti, "dag_run": SimpleNamespace(conf={"commit": "abcdef1"})}
+
+
+OURS = sorted(k for k, v in OPERATORS.items() if v.__module__.startswith("airflow_provider_mlops"))
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_template_fields_are_a_sorted_tuple(name: str) -> None:
+    fields = OPERATORS[name].template_fields
+    assert isinstance(fields, (tuple, list)) and list(fields) == sorted(fields)
+
+
+def test_a_finished_job_returns_without_deferring() -> None:
+    result = _train_operator().execute(_context())
+    assert result["metrics"] == {"f1": 0.9} and result["commit"] == "abcdef1"
+    json.dumps(result)  # XCom values are small JSON
+
+
+def test_a_running_job_defers_to_the_trigger_and_a_retry_reattaches() -> None:
+    FakeComputeBackend.next_state = {"status": IN_PROGRESS}
+    with pytest.raises(TaskDeferred) as deferred:
+        _train_operator().execute(_context())
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, JobCompletionTrigger) and deferred.value.method_name == "execute_complete"
+    with pytest.raises(TaskDeferred):
+        _train_operator().execute(_context())  # the retry
+    assert len(FakeComputeBackend.submitted) == 1, "a retry must re-attach, not start a second job"
+
+
+def _event(status: str, job_status: str, reason: str | None = None) -> dict[str, Any]:
+    return {"status": status, "state": JobState(name="j", status=job_status, failure_reason=reason, metrics={"f1": 0.95}).to_dict()}
+
+
+def test_execute_complete_success() -> None:
+    assert _train_operator().execute_complete(_context(), _event("success", COMPLETED))["metrics"] == {"f1": 0.95}
+
+
+def test_execute_complete_failed_carries_the_reason() -> None:
+    with pytest.raises(BackendError, match="failed: OOM"):
+        _train_operator().execute_complete(_context(), _event("failed", FAILED, "OOM"))
+
+
+def test_execute_complete_stopped_is_never_success() -> None:
+    with pytest.raises(BackendError, match="was stopped"):
+        _train_operator().execute_complete(_context(), _event("stopped", STOPPED, "user"))
+
+
+def test_execute_complete_error_and_unknown_events() -> None:
+    with pytest.raises(BackendError, match="polling failed"):
+        _train_operator().execute_complete(_context(), {"status": "error", "message": "polling failed"})
+    with pytest.raises(BackendError, match="unexpected trigger event"):
+        _train_operator().execute_complete(_context(), {"status": "weird"})
+
+
+def test_on_kill_stops_the_job() -> None:
+    FakeComputeBackend.next_state = {"status": IN_PROGRESS}
+    operator = _train_operator()
+    with pytest.raises(TaskDeferred):
+        operator.execute(_context())
+    operator.on_kill()
+    assert FakeComputeBackend.jobs[operator.job_name].status == STOPPED
+
+
+def test_trigger_serialization_round_trip() -> None:
+    trigger = JobCompletionTrigger("fake", {}, "job-1", poll_interval=0.01, max_consecutive_errors=2)
+    path, kwargs = trigger.serialize()
+    module, _, name = path.rpartition(".")
+    rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
+    assert rebuilt.serialize() == (path, kwargs)
+    json.dumps(kwargs)
+
+
+def _first_event(trigger: JobCompletionTrigger) -> dict[str, Any]:
+    async def first() -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    return asyncio.run(asyncio.wait_for(first(), timeout=10))
+
+
+@pytest.mark.parametrize(("job_status", "event_status"), [(COMPLETED, "success"), (FAILED, "failed"), (STOPPED, "stopped")])
+def test_trigger_events_for_each_terminal_state(job_status: str, event_status: str) -> None:
+    FakeComputeBackend.jobs["job-1"] = JobState(name="job-1", status=job_status)
+    event = _first_event(JobCompletionTrigger("fake", {}, "job-1", poll_interval=0.01))
+    assert event["status"] == event_status and event["state"]["status"] == job_status
+
+
+def test_trigger_gives_up_after_repeated_poll_errors() -> None:
+    event = _first_event(JobCompletionTrigger("fake", {}, "no-such-job", poll_interval=0.01, max_consecutive_errors=3))
+    assert event["status"] == "error" and "3 times" in event["message"]
