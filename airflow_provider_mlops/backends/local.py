@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_mlops._proc import pid_alive, write_json_atomic
 from airflow_provider_mlops.backends.base import (
     COMPLETED,
     FAILED,
@@ -33,27 +34,6 @@ from airflow_provider_mlops.backends.base import (
     parse_metrics,
 )
 from airflow_provider_mlops.exceptions import BackendError
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of this process still answers kill(0); reap it if it is ours.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
 
 
 def command_for(entrypoint: str) -> list[str]:
@@ -115,7 +95,7 @@ class LocalComputeBackend:
         except FileExistsError:
             return self._reattach(spec, run_dir)
         self._lay_out(run_dir, spec)
-        _write_json(run_dir / "spec.json", spec.to_dict())
+        write_json_atomic(run_dir / "spec.json", spec.to_dict())
         log = open(run_dir / "stdout.log", "wb")  # noqa: SIM115 - handed to the child process
         try:
             process = subprocess.Popen(
@@ -127,11 +107,11 @@ class LocalComputeBackend:
                 start_new_session=True,
             )
         except OSError as exc:
-            _write_json(run_dir / "status.json", {"status": FAILED, "failure_reason": f"could not start: {exc}"})
+            write_json_atomic(run_dir / "status.json", {"status": FAILED, "failure_reason": f"could not start: {exc}"})
             raise BackendError(f"local job {spec.name} could not start: {exc}") from exc
         finally:
             log.close()
-        _write_json(run_dir / "job.json", {"pid": process.pid})
+        write_json_atomic(run_dir / "job.json", {"pid": process.pid})
         return self.poll(spec.name)
 
     def _reattach(self, spec: JobSpec, run_dir: Path) -> JobState:
@@ -147,8 +127,8 @@ class LocalComputeBackend:
     def _lay_out(run_dir: Path, spec: JobSpec) -> None:
         for sub in ("input/config", "input/data", "model", "output/data"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / "input/config/hyperparameters.json", {k: str(v) for k, v in spec.hyperparameters.items()})
-        _write_json(
+        write_json_atomic(run_dir / "input/config/hyperparameters.json", {k: str(v) for k, v in spec.hyperparameters.items()})
+        write_json_atomic(
             run_dir / "input/config/inputdataconfig.json",
             {name: {"TrainingInputMode": "File"} for name in spec.channels},
         )
@@ -173,12 +153,12 @@ class LocalComputeBackend:
         pid = job.get("pid")
         if pid is None and not (run_dir / "spec.json").exists():
             raise BackendError(f"no local job named {name} under {self.jobs_dir}")
-        if pid is not None and not _pid_alive(int(pid)):
+        if pid is not None and not pid_alive(int(pid)):
             # Re-read: the runner may have written its status between the two reads.
             if status_file.exists() and json.loads(status_file.read_text()).get("status") != IN_PROGRESS:
                 return self.poll(name)
             status = {"status": FAILED, "failure_reason": "the job's process died without recording an exit status"}
-            _write_json(status_file, status)
+            write_json_atomic(status_file, status)
             return self._final_state(name, run_dir, status)
         return JobState(name=name, status=IN_PROGRESS, log_uri=str(run_dir / "stdout.log"))
 
@@ -223,7 +203,7 @@ class LocalComputeBackend:
         pid = int(json.loads(job_file.read_text())["pid"])
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        _write_json(run_dir / "status.json", {"status": STOPPED, "failure_reason": "stopped on request"})
+        write_json_atomic(run_dir / "status.json", {"status": STOPPED, "failure_reason": "stopped on request"})
 
 
 def _number(value: Any) -> bool:

@@ -13,13 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from airflow_provider_mlops.backends.local import _write_json, command_for
+from airflow_provider_mlops._proc import write_json_atomic
+from airflow_provider_mlops.backends.local import command_for
 
 
 def main(run_dir_arg: str) -> int:
     run_dir = Path(run_dir_arg)
     spec = json.loads((run_dir / "spec.json").read_text())
-    _write_json(run_dir / "status.json", {"status": "InProgress"})
+    write_json_atomic(run_dir / "status.json", {"status": "InProgress"})
     args: list[str] = []
     for key, value in spec.get("hyperparameters", {}).items():
         args += [f"--{key}", str(value)]
@@ -34,9 +35,9 @@ def main(run_dir_arg: str) -> int:
     if current.get("status") == "Stopped":
         return code
     if code == 0:
-        _write_json(run_dir / "status.json", {"status": "Completed", "exit_code": 0})
+        write_json_atomic(run_dir / "status.json", {"status": "Completed", "exit_code": 0})
     else:
-        _write_json(
+        write_json_atomic(
             run_dir / "status.json",
             {"status": "Failed", "exit_code": code, "failure_reason": f"the entrypoint exited with code {code}"},
         )

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_mlops._proc import pid_alive, write_json_atomic
 from airflow_provider_mlops.airflow_api import free_port
 from airflow_provider_mlops.exceptions import DeploymentError
 
@@ -28,24 +29,8 @@ if TYPE_CHECKING:
     from airflow_provider_mlops.registry.base import ModelVersion
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
-
-
 def _terminate(pid: int | None, timeout: float = 10.0) -> None:
-    if not _alive(pid):
+    if not pid_alive(pid):
         return
     assert pid is not None
     try:
@@ -53,9 +38,9 @@ def _terminate(pid: int | None, timeout: float = 10.0) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         time.sleep(0.1)
-    if _alive(pid):
+    if pid_alive(pid):
         os.killpg(pid, signal.SIGKILL)
 
 
@@ -76,12 +61,6 @@ def invoke(url: str, payload: bytes, content_type: str = "application/json", tim
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 class LocalServing:
@@ -106,13 +85,13 @@ class LocalServing:
         state = self.state_dir(endpoint)
         router = json.loads((state / "router.json").read_text()) if (state / "router.json").exists() else {}
         current = json.loads((state / "current.json").read_text()) if (state / "current.json").exists() else {}
-        running = _alive(router.get("pid"))
+        running = pid_alive(router.get("pid"))
         return {
             "endpoint": endpoint,
             "url": f"http://127.0.0.1:{router['port']}" if running and router.get("port") else None,
             "router_running": running,
             "version": current.get("version") if running else None,
-            "server_running": _alive(current.get("pid")),
+            "server_running": pid_alive(current.get("pid")),
             "history": current.get("history", []),
         }
 
@@ -121,7 +100,7 @@ class LocalServing:
         state.mkdir(parents=True, exist_ok=True)
         router_file = state / "router.json"
         router = json.loads(router_file.read_text()) if router_file.exists() else {}
-        if _alive(router.get("pid")):
+        if pid_alive(router.get("pid")):
             if port is not None and router.get("port") != port:
                 raise DeploymentError(
                     f"endpoint {endpoint} already listens on port {router.get('port')}, not {port}: "
@@ -135,7 +114,7 @@ class LocalServing:
                 [sys.executable, "-m", "airflow_provider_mlops.serving.router", "--state-dir", str(state), "--port", str(port)],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        _write_json(router_file, {"pid": process.pid, "port": port})
+        write_json_atomic(router_file, {"pid": process.pid, "port": port})
         self._wait_for_file(state / "router.port", process, timeout, f"endpoint {endpoint} router", state / "router.log")
         return f"http://127.0.0.1:{port}"
 
@@ -184,7 +163,7 @@ class LocalServing:
         url = self._ensure_router(endpoint, port, health_timeout)
         current_file = state / "current.json"
         current = json.loads(current_file.read_text()) if current_file.exists() else {}
-        if current.get("version") == version and _alive(current.get("pid")):
+        if current.get("version") == version and pid_alive(current.get("pid")):
             return {"endpoint": endpoint, "url": url, "version": version, "previous_version": current.get("previous_version"), "unchanged": True}
         server_dir = state / "servers" / f"{version}-{int(time.time() * 1000)}"
         server_dir.mkdir(parents=True)
@@ -205,7 +184,7 @@ class LocalServing:
             raise
         previous_pid, previous_version = current.get("pid"), current.get("version")
         history = [*current.get("history", []), version][-20:]
-        _write_json(current_file, {"upstream": upstream, "version": version, "pid": process.pid,
+        write_json_atomic(current_file, {"upstream": upstream, "version": version, "pid": process.pid,
                                    "previous_version": previous_version, "history": history})
         # The router must answer with the new version before the old one goes.
         deadline = time.monotonic() + health_timeout
@@ -214,7 +193,7 @@ class LocalServing:
             if status == 200 and headers.get("X-Mlops-Model-Version") == version:
                 break
             if time.monotonic() > deadline:
-                _write_json(current_file, current)
+                write_json_atomic(current_file, current)
                 _terminate(process.pid)
                 raise DeploymentError(f"endpoint {endpoint} did not switch to {version} within {health_timeout:.0f}s")
             time.sleep(0.1)

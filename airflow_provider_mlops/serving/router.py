@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
 import threading
 import urllib.error
@@ -19,6 +17,8 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from airflow_provider_mlops._proc import serve_until_terminated
 
 
 class Router(ThreadingHTTPServer):
@@ -95,19 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    server = Router(args.port, Path(args.state_dir))
-    ready = Path(args.state_dir) / "router.port"
-    tmp = ready.with_suffix(".tmp")
-    tmp.write_text(str(server.server_address[1]))
-    os.replace(tmp, ready)
-
-    def stop(_signum: int, _frame: object) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    server.serve_forever(poll_interval=0.2)
-    server.server_close()
-    return 0
+    return serve_until_terminated(Router(args.port, Path(args.state_dir)), Path(args.state_dir) / "router.port")
 
 
 if __name__ == "__main__":

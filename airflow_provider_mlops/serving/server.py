@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import signal
 import sys
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from airflow_provider_mlops._proc import serve_until_terminated
 
 MAX_BODY = 6 * 1024 * 1024  # SageMaker's real-time payload limit
 
@@ -139,18 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = load_handlers(Path(args.code_dir), args.entrypoint)
     model = handlers.model_fn(args.model_dir)
     server = ModelServer(handlers, model, args.version, (host, int(port)))
-    port_file = Path(args.port_file)
-    tmp = port_file.with_suffix(".tmp")
-    tmp.write_text(str(server.server_address[1]))
-    os.replace(tmp, port_file)
-
-    def stop(_signum: int, _frame: object) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    server.serve_forever(poll_interval=0.2)
-    server.server_close()
-    return 0
+    return serve_until_terminated(server, Path(args.port_file))
 
 
 if __name__ == "__main__":
