@@ -1,0 +1,22 @@
+"""Fixtures for the Kubernetes backend tests (helpers live in k8s_helpers.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from k8s_helpers import GPU_EXAMPLE
+
+from airflow_provider_mlops.config.kubernetes import step_settings
+from airflow_provider_mlops.config.loader import LoadedConfig, load_config
+
+
+@pytest.fixture
+def gpu_example() -> LoadedConfig:
+    return load_config(GPU_EXAMPLE)
+
+
+@pytest.fixture
+def gpu_settings(gpu_example: LoadedConfig) -> dict[str, dict[str, Any]]:
+    cfg = gpu_example.config
+    return {"training": step_settings(cfg, "training"), "evaluation": step_settings(cfg, "evaluation")}

@@ -1,0 +1,104 @@
+"""
+Helpers for the Kubernetes backend tests: configs, job specs built as the operators
+build them, and the pod as the API server would receive it.
+
+No cluster runs here: pods are rendered by ``KubernetesPodOperator.build_pod_request_obj()`` and
+checked against the Kubernetes OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from airflow_provider_mlops.backends.base import JobSpec
+from airflow_provider_mlops.config.loader import LoadedConfig
+from airflow_provider_mlops.config.models import MlopsConfig
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+GPU_EXAMPLE = EXAMPLES / "breast-cancer-gpu" / "mlops.yaml"
+#: The newest Kubernetes release kubernetes-validate ships that this test suite pins to.
+K8S_VERSION = "1.33.0"
+TRAIN_JOB = "demo-breast-cancer-gpu-train-0123456789"
+EVAL_JOB = "demo-breast-cancer-gpu-evaluate-0123456789"
+
+
+def example_configs() -> list[Path]:
+    return sorted(EXAMPLES.glob("*/mlops.yaml"))
+
+
+def kubernetes_variant(loaded: LoadedConfig) -> MlopsConfig:
+    """The config as it is when it already trains on Kubernetes, else a GPU-training Kubernetes variant of it."""
+    cfg = loaded.config
+    if "kubernetes" in (cfg.training_backend, cfg.evaluation_backend):
+        return cfg
+    data = copy.deepcopy(cfg.model_dump(mode="json", exclude_none=True))
+    data["training"]["backend"] = "kubernetes"  # registry and serving stay where the example has them
+    data["evaluation"]["backend"] = "kubernetes"
+    data["image"] = data.get("image") or f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{cfg.project}/{cfg.model}:1.0.0"
+    data["training"]["channels"] = {name: f"pvc://mlops-data/{cfg.model}/{name}" for name in [*cfg.training.channels, cfg.evaluation.channel]}
+    data["training"]["resources"] = {**data["training"].get("resources", {}), "gpus": 1, "cpu": "4", "memory": "16Gi"}
+    data["evaluation"]["resources"] = {"gpus": 0, "cpu": "1", "memory": "2Gi"}
+    data["evaluation"].pop("data", None)
+    if cfg.registry_backend == "sagemaker" or cfg.serving_backend == "sagemaker":
+        data["kubernetes"] = {"artifacts_uri": "s3://mlops-artifacts/models", "namespace": "ml"}
+    else:
+        data["kubernetes"] = {"artifacts_uri": "pvc://mlops-artifacts/models", "artifacts_local_path": "/mnt/mlops-artifacts", "namespace": "ml"}
+    return MlopsConfig.model_validate(data)
+
+
+def training_spec(loaded: LoadedConfig, cfg: MlopsConfig, name: str = TRAIN_JOB) -> JobSpec:
+    """The training JobSpec, as ``MlopsTrainOperator.build_spec`` builds it."""
+    return JobSpec(
+        name=name,
+        kind="training",
+        entrypoint=cfg.training.entrypoint,
+        source_dir=loaded.resolve(cfg.training.source_dir),
+        image=cfg.image,
+        hyperparameters=dict(cfg.training.hyperparameters),
+        channels={k: loaded.resolve(v) for k, v in cfg.training.channels.items()},
+        metric_definitions=[d.model_dump() for d in cfg.training.metric_definitions],
+        resources=cfg.training.resources.model_dump(),
+        environment=dict(cfg.training.environment),
+    )
+
+
+def evaluation_spec(loaded: LoadedConfig, cfg: MlopsConfig, model_uri: str, name: str = EVAL_JOB) -> JobSpec:
+    """The evaluation JobSpec, as ``MlopsEvaluateOperator.build_spec`` builds it."""
+    held_out = cfg.evaluation.channel
+    location = cfg.evaluation.data or cfg.training.channels.get(held_out) or f"data/{held_out}"
+    resources = cfg.evaluation.resources or cfg.training.resources
+    return JobSpec(
+        name=name,
+        kind="processing",
+        entrypoint=cfg.evaluation.entrypoint,
+        source_dir=loaded.resolve(cfg.training.source_dir),
+        image=cfg.image,
+        channels={held_out: loaded.resolve(location), "model": model_uri},
+        resources=resources.model_dump(),
+        environment=dict(cfg.training.environment),
+    )
+
+
+def as_sent(pod: Any) -> dict[str, Any]:
+    """The pod as JSON, exactly as ``PodManager.run_pod_async`` sends it to the API server."""
+    from kubernetes.client import ApiClient
+
+    result: dict[str, Any] = ApiClient().sanitize_for_serialization(pod)
+    return result
+
+
+def validate(pod_json: dict[str, Any]) -> None:
+    import kubernetes_validate
+
+    kubernetes_validate.validate(pod_json, K8S_VERSION, strict=True)
+
+
+def write_config(tmp_path: Path, data: dict[str, Any]) -> Path:
+    path = tmp_path / "mlops.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
