@@ -12,7 +12,8 @@ catch the whole family, or one branch of it::
     │   └── BackendNotAvailableError   the backend is configured but not usable here
     ├── RegistryError          the model registry refused an operation
     │   └── VersionNotFoundError
-    └── DeploymentError        an endpoint could not be created, updated or health-checked
+    ├── DeploymentError        an endpoint could not be created, updated or health-checked
+    └── NotificationSetupError a notification channel can't be used here (a missing extra)
 
 Messages follow one rule: they name the file, DAG or object, the field, the bad value, what is
 allowed, and the fix.
@@ -111,3 +112,7 @@ class VersionNotFoundError(RegistryError):
 
 class DeploymentError(MlopsError):
     """An endpoint could not be created, updated, or health-checked."""
+
+
+class NotificationSetupError(MlopsError):
+    """A notification channel can't be used in this installation (a missing extra); retrying would not help."""

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.exceptions import MlopsError
+from airflow_provider_mlops.exceptions import NotificationSetupError
 from airflow_provider_mlops.notifications.formats import slack_payload, sns_attributes, sns_body, sns_subject
 from airflow_provider_mlops.notifications.messages import Message
 
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REDACTED = "***"
-
-
-class NotificationSetupError(MlopsError):
-    """A channel can't be used in this installation (a missing extra); retrying would not help."""
 
 
 def _require(module: str, extra: str) -> None:
