@@ -1,0 +1,285 @@
+"""
+SageMaker endpoints: deploy an approved model package with a blue/green update.
+
+A deploy creates a Model from the package and an EndpointConfig with a unique name, then
+CreateEndpoint when the endpoint does not exist, or UpdateEndpoint (with the config's
+DeploymentConfig: all-at-once, canary or linear traffic shifting, the termination wait and the
+auto-rollback alarms) when it does; the choice is logged and returned, never silent. It then
+waits and checks that the endpoint is InService on the NEW config: if not, it fails with the
+endpoint's FailureReason while SageMaker keeps the previous config serving. After a good
+deploy, old endpoint configs and models of this endpoint are deleted, keeping
+``deployment.keep_previous`` of them for rollback.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_mlops.exceptions import DeploymentError
+from airflow_provider_mlops.links.sagemaker import LOG_GROUPS, cloudwatch_logs_url, sagemaker_console_url
+from airflow_provider_mlops.naming import short_hash
+
+if TYPE_CHECKING:
+    from airflow_provider_mlops.config.loader import LoadedConfig
+    from airflow_provider_mlops.config.models import Deployment
+    from airflow_provider_mlops.registry.base import ModelVersion
+
+TAG_ENDPOINT = "mlops:endpoint"
+TAG_SEMVER = "mlops:semver"
+TAG_PACKAGE = "mlops:model-package"
+
+
+def deployment_config(deployment: Deployment) -> dict[str, Any]:
+    """The UpdateEndpoint DeploymentConfig for the config's ``deployment`` block."""
+    if deployment.strategy == "canary":
+        routing: dict[str, Any] = {
+            "Type": "CANARY",
+            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": deployment.canary.size_percent},
+            "WaitIntervalInSeconds": deployment.canary.wait_seconds,
+        }
+    elif deployment.strategy == "linear":
+        routing = {
+            "Type": "LINEAR",
+            "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": deployment.linear.step_percent},
+            "WaitIntervalInSeconds": deployment.linear.wait_seconds,
+        }
+    else:
+        routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
+    config: dict[str, Any] = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": deployment.termination_wait_seconds,
+        }
+    }
+    if deployment.auto_rollback_alarms:
+        config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in deployment.auto_rollback_alarms]}
+    return config
+
+
+def _name(*parts: str, unique: str) -> str:
+    """A SageMaker resource name within 63 characters, ending in ``unique``."""
+    head = "-".join(p for p in parts if p).replace(".", "-")
+    return f"{head[:62 - len(unique)].rstrip('-')}-{unique}"
+
+
+class SageMakerServing:
+    """
+    Serve model versions on SageMaker real-time endpoints.
+
+    :param aws_conn_id: the Airflow AWS connection.
+    :param region_name: overrides the connection's region.
+    :param role_arn: the execution role of the SageMaker Model (``aws.role_arn``).
+    :param artifacts_uri: unused here; accepted so every SageMaker part takes the same keys.
+    :param poll_interval: seconds between endpoint status checks.
+    :param wait_timeout: the longest a deploy waits for the endpoint, in seconds.
+    """
+
+    name = "sagemaker"
+
+    def __init__(
+        self,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        role_arn: str | None = None,
+        artifacts_uri: str | None = None,
+        poll_interval: float = 30.0,
+        wait_timeout: float = 3 * 3600,
+    ) -> None:
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.role_arn = role_arn
+        self.artifacts_uri = artifacts_uri
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+
+    @cached_property
+    def hook(self) -> Any:
+        from airflow_provider_mlops.hooks.sagemaker import MlopsSageMakerHook
+
+        return MlopsSageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+
+    @property
+    def region(self) -> str:
+        return str(self.region_name or self.hook.conn.meta.region_name)
+
+    def _tags(self, arn: str) -> dict[str, str]:
+        return {t["Key"]: t["Value"] for t in self.hook.conn.list_tags(ResourceArn=arn).get("Tags", [])}
+
+    def _config_tags(self, config_name: str) -> dict[str, str]:
+        arn = self.hook.conn.describe_endpoint_config(EndpointConfigName=config_name)["EndpointConfigArn"]
+        return self._tags(arn)
+
+    # -- the protocol --------------------------------------------------------------------
+
+    def deploy(self, endpoint: str, version: ModelVersion, loaded: LoadedConfig) -> dict[str, Any]:
+        """The serving protocol: create or update ``endpoint`` to serve the approved ``version``."""
+        deployment = loaded.config.deployment
+        if not version.arn:
+            raise DeploymentError(f"{version.group} {version.semver} has no model package ARN; register it with registry.backend: sagemaker")
+        if not self.role_arn:
+            raise DeploymentError("deployment.backend sagemaker needs aws.role_arn in mlops.yaml (the model's execution role)")
+        existing = self.hook.describe_endpoint_or_none(endpoint)
+        previous_config = previous_version = None
+        if existing is not None:
+            status = existing["EndpointStatus"]
+            if status != "InService":
+                raise DeploymentError(
+                    f"endpoint {endpoint} is {status} ({existing.get('FailureReason') or 'no reason given'}); a deploy "
+                    "updates only an InService endpoint: wait for it, or delete a Failed endpoint with "
+                    f"'aws sagemaker delete-endpoint --endpoint-name {endpoint}' and deploy again"
+                )
+            previous_config = existing["EndpointConfigName"]
+            previous_tags = self._config_tags(previous_config)
+            if previous_tags.get(TAG_ENDPOINT) != endpoint:
+                raise DeploymentError(
+                    f"endpoint {endpoint} exists but was not deployed by airflow-provider-mlops (its endpoint config "
+                    f"{previous_config} has no '{TAG_ENDPOINT}: {endpoint}' tag), so it is not updated: set another "
+                    "deployment.endpoint_name, or add that tag to the config to adopt the endpoint"
+                )
+            previous_version = previous_tags.get(TAG_SEMVER)
+            if previous_version == version.semver:
+                self.hook.log.info("Endpoint %s already serves %s on %s: nothing to do", endpoint, version.semver, previous_config)
+                return self._result(endpoint, version.semver, previous_version, previous_config, previous_config, "none", unchanged=True)
+        model_name = self._ensure_model(endpoint, version)
+        # Unique per transition (what serves now → this package): a retried deploy reuses its
+        # config instead of creating another, and a later redeploy of the same version gets a new one.
+        config_name = _name(endpoint, version.semver, unique=short_hash(previous_config or "<none>", str(version.arn)))
+        tags = [{"Key": TAG_ENDPOINT, "Value": endpoint}, {"Key": TAG_SEMVER, "Value": version.semver},
+                {"Key": TAG_PACKAGE, "Value": version.arn}]
+        self._create_endpoint_config(
+            config_name,
+            [{
+                "VariantName": "AllTraffic",
+                "ModelName": model_name,
+                "InstanceType": deployment.instance_type,
+                "InitialInstanceCount": deployment.instance_count,
+                "InitialVariantWeight": 1.0,
+            }],
+            tags,
+        )
+        if existing is None:
+            action = "create"
+            self.hook.log.info("Endpoint %s does not exist: CreateEndpoint with %s (%s)", endpoint, config_name, version.semver)
+            self.hook.conn.create_endpoint(EndpointName=endpoint, EndpointConfigName=config_name, Tags=tags[:1])
+        else:
+            action = "update"
+            config = deployment_config(deployment)
+            self.hook.log.info("Endpoint %s serves %s (%s): UpdateEndpoint to %s (%s), %s",
+                               endpoint, previous_config, previous_version, config_name, version.semver,
+                               config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"])
+            self.hook.conn.update_endpoint(EndpointName=endpoint, EndpointConfigName=config_name, DeploymentConfig=config)
+        self._wait_in_service(endpoint, config_name, previous_config)
+        deleted = self.cleanup(endpoint, keep=deployment.keep_previous, current=config_name)
+        result = self._result(endpoint, version.semver, previous_version, config_name, previous_config, action)
+        result["deleted_endpoint_configs"] = deleted
+        return result
+
+    def invoke(self, deployed: dict[str, Any], payload: bytes, content_type: str) -> tuple[int, dict[str, str], bytes]:
+        """The serving protocol: send one request through SageMaker Runtime InvokeEndpoint."""
+        return self.hook.invoke_endpoint(deployed["endpoint"], payload, content_type)
+
+    def stop(self, endpoint: str) -> None:
+        """Delete the endpoint (its configs and models stay, for a later redeploy)."""
+        if self.hook.describe_endpoint_or_none(endpoint) is not None:
+            self.hook.conn.delete_endpoint(EndpointName=endpoint)
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _create_endpoint_config(self, name: str, variants: list[dict[str, Any]], tags: list[dict[str, str]]) -> None:
+        from botocore.exceptions import ClientError
+
+        from airflow_provider_mlops.hooks.sagemaker import is_already_exists
+
+        try:
+            self.hook.conn.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants, Tags=tags)
+        except ClientError as exc:
+            if not is_already_exists(exc):
+                raise
+            self.hook.log.info("Endpoint config %s already exists (a retried deploy): reusing it", name)
+
+    def _ensure_model(self, endpoint: str, version: ModelVersion) -> str:
+        from botocore.exceptions import ClientError
+
+        from airflow_provider_mlops.hooks.sagemaker import is_not_found
+
+        model_name = _name(endpoint, version.semver, unique=short_hash(str(version.arn), length=8))
+        try:
+            self.hook.conn.describe_model(ModelName=model_name)
+            return model_name
+        except ClientError as exc:
+            if not is_not_found(exc):
+                raise
+        self.hook.conn.create_model(
+            ModelName=model_name,
+            PrimaryContainer={"ModelPackageName": version.arn},
+            ExecutionRoleArn=self.role_arn,
+            Tags=[{"Key": TAG_ENDPOINT, "Value": endpoint}, {"Key": TAG_SEMVER, "Value": version.semver}],
+        )
+        return model_name
+
+    def _wait_in_service(self, endpoint: str, config_name: str, previous_config: str | None) -> None:
+        from airflow_provider_mlops.hooks.sagemaker import ENDPOINT_NON_TERMINAL_STATES
+
+        deadline = time.monotonic() + self.wait_timeout
+        last = None
+        while True:
+            described = self.hook.describe_endpoint_or_none(endpoint)
+            if described is None:
+                raise DeploymentError(f"endpoint {endpoint} disappeared while deploying {config_name}")
+            status = described["EndpointStatus"]
+            if status != last:
+                self.hook.log.info("Endpoint %s: %s (config %s)", endpoint, status, described.get("EndpointConfigName"))
+                last = status
+            if status not in ENDPOINT_NON_TERMINAL_STATES:
+                break
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"endpoint {endpoint} is still {status} after {self.wait_timeout:.0f}s deploying {config_name}")
+            time.sleep(self.poll_interval)
+        if status != "InService" or described.get("EndpointConfigName") != config_name:
+            keeps = f"it still serves {described.get('EndpointConfigName')}" if status == "InService" else f"it is {status}"
+            raise DeploymentError(
+                f"deploying {config_name} to endpoint {endpoint} failed: "
+                f"{described.get('FailureReason') or 'the endpoint did not switch to the new config'}; {keeps}"
+                + (f" (the previous config was {previous_config})" if previous_config else "")
+                + f". See the endpoint's CloudWatch logs: {cloudwatch_logs_url(self.region, LOG_GROUPS['endpoint'], endpoint)}"
+            )
+
+    def cleanup(self, endpoint: str, *, keep: int, current: str) -> list[str]:
+        """
+        Delete this endpoint's old endpoint configs and their models, keeping ``keep`` previous ones.
+
+        Only configs tagged with this endpoint's name are touched; the config in use never is.
+        :return: the names of the deleted endpoint configs.
+        """
+        listed = self.hook.conn.list_endpoint_configs(NameContains=endpoint, SortBy="CreationTime", SortOrder="Descending",
+                                                      MaxResults=100).get("EndpointConfigs", [])
+        ours = [c for c in listed if self._tags(c["EndpointConfigArn"]).get(TAG_ENDPOINT) == endpoint]
+        kept = [c["EndpointConfigName"] for c in ours if c["EndpointConfigName"] == current]
+        kept += [c["EndpointConfigName"] for c in ours if c["EndpointConfigName"] != current][:keep]
+        doomed = [c["EndpointConfigName"] for c in ours if c["EndpointConfigName"] not in kept]
+        kept_models = {v["ModelName"] for name in kept
+                       for v in self.hook.conn.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"]}
+        for name in doomed:
+            models = {v["ModelName"] for v in self.hook.conn.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"]}
+            self.hook.conn.delete_endpoint_config(EndpointConfigName=name)
+            for model in sorted(models - kept_models):
+                self.hook.conn.delete_model(ModelName=model)
+            self.hook.log.info("Deleted old endpoint config %s and models %s", name, sorted(models - kept_models))
+        return doomed
+
+    def _result(self, endpoint: str, semver: str, previous_version: str | None, config: str,
+                previous_config: str | None, action: str, *, unchanged: bool = False) -> dict[str, Any]:
+        return {
+            "endpoint": endpoint,
+            "url": f"https://runtime.sagemaker.{self.region}.amazonaws.com/endpoints/{endpoint}/invocations",
+            "version": semver,
+            "previous_version": previous_version,
+            "unchanged": unchanged,
+            "action": action,
+            "endpoint_config": config,
+            "previous_endpoint_config": previous_config,
+            "links": {"console": sagemaker_console_url(self.region, "endpoints", endpoint),
+                      "logs": cloudwatch_logs_url(self.region, LOG_GROUPS["endpoint"], endpoint)},
+        }
