@@ -44,18 +44,32 @@ def mlops_home(loaded: LoadedConfig) -> Path:
 def compute_backend(loaded: LoadedConfig, step: str = "training") -> ComputeBackend:
     cfg = loaded.config
     name = cfg.evaluation_backend if step == "evaluation" else cfg.training_backend
-    return get_compute_backend(name, **backend_kwargs(name, loaded))
+    return get_compute_backend(name, **backend_kwargs(name, loaded, step))
 
 
-def backend_kwargs(name: str, loaded: LoadedConfig) -> dict[str, Any]:
+def backend_kwargs(name: str, loaded: LoadedConfig, step: str = "training") -> dict[str, Any]:
     if name == "local":
         return {"home": str(mlops_home(loaded))}
+    if name == "kubernetes":
+        from airflow_provider_mlops.config.kubernetes import step_settings
+
+        return {"settings": step_settings(loaded.config, step)}
+    if name == "sagemaker":
+        aws = loaded.config.aws
+        return {"aws_conn_id": aws.conn_id, "region_name": aws.region, "role_arn": aws.role_arn,
+                "artifacts_uri": aws.artifacts_uri, "poll_interval": aws.poll_interval_seconds}
     return {}
 
 
 def registry_for(loaded: LoadedConfig) -> ModelRegistry:
     name = loaded.config.registry_backend
-    return get_registry(name, **backend_kwargs(name, loaded))
+    kwargs = backend_kwargs(name, loaded)
+    if name == "sagemaker":
+        deployment = loaded.config.deployment
+        kwargs.update(content_types=list(deployment.content_types), response_types=list(deployment.response_types),
+                      inference_instance_types=[deployment.instance_type],
+                      tag_model_packages=loaded.config.aws.tag_model_packages)
+    return get_registry(name, **kwargs)
 
 
 def group_of(loaded: LoadedConfig) -> str:

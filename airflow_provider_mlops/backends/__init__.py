@@ -15,13 +15,12 @@ from airflow_provider_mlops.exceptions import BackendNotAvailableError
 COMPUTE_BACKENDS: dict[str, str] = {
     "local": "airflow_provider_mlops.backends.local.LocalComputeBackend",
     "fake": "airflow_provider_mlops.backends.fake.FakeComputeBackend",
+    "sagemaker": "airflow_provider_mlops.backends.sagemaker.SageMakerComputeBackend",
+    "kubernetes": "airflow_provider_mlops.backends.kubernetes.KubernetesComputeBackend",
 }
 
 #: Backends the config accepts but this release cannot run yet, with what to do instead.
-NOT_YET_AVAILABLE: dict[str, str] = {
-    "sagemaker": "the SageMaker compute backend is not available in this release; use backend: local",
-    "kubernetes": "the Kubernetes compute backend is not available in this release; use backend: local",
-}
+NOT_YET_AVAILABLE: dict[str, str] = {}
 
 
 def load_class(path: str) -> Any:

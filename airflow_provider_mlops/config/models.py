@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from airflow_provider_mlops.config.kubernetes import KubernetesSettings, KubernetesStep, kubernetes_problems
 from airflow_provider_mlops.naming import NAME_PATTERN
 from airflow_provider_mlops.versioning import SERIES_RE, SERIES_RULE
 
@@ -99,6 +100,7 @@ class Training(_Model):
     resources: Resources = Field(default_factory=Resources)
     metric_definitions: list[MetricDefinition] = Field(default_factory=list)
     environment: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], str] = Field(default_factory=dict)
+    kubernetes: KubernetesStep | None = None
 
     @field_validator("channels")
     @classmethod
@@ -144,6 +146,7 @@ class Evaluation(_Model):
     greater_is_better: dict[str, bool] = Field(default_factory=dict)
     gate: dict[str, GateRule] = Field(default_factory=dict)
     resources: Resources | None = None
+    kubernetes: KubernetesStep | None = None
 
     @model_validator(mode="after")
     def _metrics_consistent(self) -> Evaluation:
@@ -262,10 +265,22 @@ class Notifications(_Model):
 
 
 class Aws(_Model):
+    """
+    The AWS side of the SageMaker backends.
+
+    ``conn_id`` is the Airflow AWS connection every call goes through; ``role_arn`` the execution
+    role of jobs and models; ``artifacts_uri`` the S3 prefix for models, evaluation output,
+    checkpoints and version records; ``tag_model_packages`` also tags each model package with
+    its semver (needs ``sagemaker:AddTags`` on model packages); ``poll_interval_seconds`` is how
+    often jobs and endpoints are polled.
+    """
+
     conn_id: str = "aws_default"
-    region: str | None = None
-    role_arn: str | None = None
-    artifacts_uri: str | None = None
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")] | None = None
+    role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")] | None = None
+    artifacts_uri: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")] | None = None
+    tag_model_packages: bool = True
+    poll_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
 
 class MlopsConfig(_Model):
@@ -287,6 +302,7 @@ class MlopsConfig(_Model):
     schedule: Schedule = Field(default_factory=Schedule)
     notifications: Notifications = Field(default_factory=Notifications)
     aws: Aws = Field(default_factory=Aws)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -305,11 +321,25 @@ class MlopsConfig(_Model):
             )
         if self.evaluation.channel in ("model",):
             raise ValueError("evaluation.channel: 'model' is reserved for the trained model artifacts")
+        if "sagemaker" in (self.training_backend, self.evaluation_backend, self.registry_backend, self.serving_backend):
+            missing = [f"aws.{k}" for k in ("role_arn", "artifacts_uri") if not getattr(self.aws, k)]
+            if missing:
+                raise ValueError(f"the sagemaker backend needs {' and '.join(missing)} (the execution role ARN and an s3:// prefix)")
+        if "sagemaker" in (self.training_backend, self.evaluation_backend):
+            local = {k: v for k, v in self.training.channels.items() if not v.startswith("s3://")}
+            if self.evaluation.data is not None and not self.evaluation.data.startswith("s3://"):
+                local["evaluation.data"] = self.evaluation.data
+            elif self.evaluation.data is None and self.evaluation.channel not in self.training.channels:
+                local["evaluation.data"] = f"(unset; the default is data/{self.evaluation.channel})"
+            if local:
+                raise ValueError(f"SageMaker jobs read their data from S3: set these channels to s3:// URIs: {local}")
         if self.serving_backend == "sagemaker" and self.registry_backend != "sagemaker":
             raise ValueError(
                 "deployment.backend: sagemaker deploys model packages from the SageMaker Model Registry: "
                 "set registry.backend: sagemaker"
             )
+        if k8s_problems := kubernetes_problems(self):
+            raise ValueError(k8s_problems[0])
         return self
 
     @property

@@ -13,6 +13,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_mlops import runtime
 from airflow_provider_mlops.backends.base import COMPLETED, STOPPED, JobSpec, JobState
 from airflow_provider_mlops.exceptions import BackendError
+from airflow_provider_mlops.links.console import MlopsConsoleLink, MlopsLogsLink, push_links
 from airflow_provider_mlops.naming import job_name
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class MlopsJobOperator(MlopsBaseOperator):
     """
 
     step = "training"
+    operator_extra_links = (MlopsConsoleLink(), MlopsLogsLink())
 
     def __init__(self, *, deferrable: bool = True, poll_interval: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -106,6 +108,7 @@ class MlopsJobOperator(MlopsBaseOperator):
         self.job_name = job_name(ti.dag_id, ti.run_id, ti.task_id)
         spec = self.build_spec(context, self.job_name)
         state = self.backend.submit(spec)
+        push_links(context, state.details.get("links"))
         self.log.info("%s job %s on backend %s is %s; log: %s", self.step, spec.name, self.backend.name, state.status, state.log_uri)
         if not state.terminal:
             if self.deferrable:
@@ -144,6 +147,7 @@ class MlopsJobOperator(MlopsBaseOperator):
         raise BackendError(f"unexpected trigger event for {self.task_id}: {event!r}")
 
     def _complete(self, context: Context, state: JobState) -> dict[str, Any]:
+        push_links(context, state.details.get("links"))
         if state.status == STOPPED:
             raise BackendError(
                 f"{self.step} job {state.name} was stopped ({state.failure_reason or 'no reason given'}); "

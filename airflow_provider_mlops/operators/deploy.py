@@ -12,6 +12,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow_provider_mlops import runtime
 from airflow_provider_mlops.exceptions import DeploymentError, RegistryError
 from airflow_provider_mlops.gate import gate_table_markdown
+from airflow_provider_mlops.links.console import MlopsConsoleLink, MlopsLogsLink, push_links
 from airflow_provider_mlops.operators.base import MlopsBaseOperator, MlopsConfigMixin
 from airflow_provider_mlops.registry.base import APPROVED, PENDING, REJECTED, ModelVersion
 
@@ -98,6 +99,9 @@ class MlopsApprovalOperator(MlopsConfigMixin, ApprovalOperator):
         resolved = f"ti.xcom_pull(task_ids='{RESOLVE_TASK}')"
         kwargs.setdefault("subject", f"Deploy {{{{ {resolved}['group'] }}}} version {{{{ {resolved}['semver'] }}}}")
         kwargs.setdefault("body", f"{{{{ {resolved}['approval_body'] }}}}")
+        from airflow_provider_mlops.notifications.callbacks import MlopsApprovalNotifier
+
+        kwargs.setdefault("notifiers", [MlopsApprovalNotifier(config_path=config_path, config_root=config_root)])
         super().__init__(**kwargs)
         self.config_path = config_path
         self.config_root = config_root
@@ -123,6 +127,10 @@ class MlopsApprovalOperator(MlopsConfigMixin, ApprovalOperator):
         if "error" not in event:
             self.registry.set_approval(self.group, resolved["semver"], status, by=who, reason=f"{chosen} in Airflow")
             self.log.info("%s %s by %s", resolved["semver"], status, who)
+            if status == REJECTED:
+                from airflow_provider_mlops.notifications import events
+
+                events.rejected(self.loaded, context, resolved, by=who, reason=f"{chosen} in Airflow", log=self.log)
         result = super().execute_complete(context, event)
         return {"chosen_options": result["chosen_options"], "responded_by": who, "status": status}
 
@@ -155,12 +163,16 @@ class MlopsDeployOperator(MlopsBaseOperator):
     :return: ``{"endpoint", "url", "version", "previous_version"}``.
     """
 
+    operator_extra_links = (MlopsConsoleLink(), MlopsLogsLink())
+
     def execute(self, context: Context) -> dict[str, Any]:
         resolved = context["ti"].xcom_pull(task_ids=RESOLVE_TASK)
         version = self.registry.get(self.group, resolved["semver"])
         if version.status != APPROVED:
             raise DeploymentError(f"{self.group} version {version.semver} is {version.status}, not Approved; it can't be deployed")
-        return deploy_version(self, version)
+        deployed = deploy_version(self, version)
+        push_links(context, deployed.get("links"))
+        return deployed
 
 
 def deploy_version(operator: MlopsConfigMixin, version: ModelVersion) -> dict[str, Any]:
@@ -190,10 +202,12 @@ class MlopsSmokeTestOperator(MlopsBaseOperator):
             previous = deployed.get("previous_version")
             if previous and not deployed.get("unchanged"):
                 deploy_version(self, self.registry.get(self.group, previous))
-                raise DeploymentError(
-                    f"smoke test of {deployed['endpoint']} {deployed['version']} got HTTP {status}: {body[:300]!r}; "
-                    f"rolled back to {previous}"
-                )
+                reason = f"smoke test of {deployed['endpoint']} {deployed['version']} got HTTP {status}: {body[:300]!r}"
+                from airflow_provider_mlops.notifications import events
+
+                events.rolled_back(self.loaded, context, endpoint=deployed["endpoint"], failed_version=deployed["version"],
+                                   restored_version=previous, reason=reason, log=self.log)
+                raise DeploymentError(f"{reason}; rolled back to {previous}")
             raise DeploymentError(f"smoke test of {deployed['endpoint']} {deployed['version']} got HTTP {status}: {body[:300]!r}")
         text = body.decode(errors="replace")[:2048]
         self.log.info("Smoke test passed: %s", text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlops.gate import evaluate_gate, gate_table_markdown
+from airflow_provider_mlops.links.console import MlopsConsoleLink, push_links
 from airflow_provider_mlops.operators.base import MlopsBaseOperator
 from airflow_provider_mlops.registry.base import PENDING, REJECTED
 
@@ -56,6 +57,8 @@ class MlopsRegisterOperator(MlopsBaseOperator):
     :return: the registered version's record (semver, status, metrics, gate, lineage).
     """
 
+    operator_extra_links = (MlopsConsoleLink(),)
+
     def __init__(
         self,
         *,
@@ -106,4 +109,5 @@ class MlopsRegisterOperator(MlopsBaseOperator):
                 self.group, version.semver, REJECTED, by="gate", reason="failed the evaluation gate"
             )
         self.log.info("Registered %s version %s (%s)", self.group, version.semver, version.status)
+        push_links(context, {"console": version.lineage.get("console_url")})
         return version.to_dict()

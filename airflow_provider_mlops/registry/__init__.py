@@ -10,10 +10,10 @@ from airflow_provider_mlops.registry.base import APPROVED, PENDING, REJECTED, Mo
 
 REGISTRIES: dict[str, str] = {
     "local": "airflow_provider_mlops.registry.local.LocalModelRegistry",
+    "sagemaker": "airflow_provider_mlops.registry.sagemaker.SageMakerModelRegistry",
 }
 
 NOT_YET_AVAILABLE: dict[str, str] = {
-    "sagemaker": "the SageMaker Model Registry is not available in this release; use registry.backend: local",
     "mlflow": "the MLflow registry is not available in this release; use registry.backend: local",
 }
 

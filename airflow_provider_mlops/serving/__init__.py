@@ -31,11 +31,10 @@ class ServingBackend(Protocol):
 
 SERVING_BACKENDS: dict[str, str] = {
     "local": "airflow_provider_mlops.serving.local.LocalServing",
+    "sagemaker": "airflow_provider_mlops.serving.sagemaker.SageMakerServing",
 }
 
-NOT_YET_AVAILABLE = {
-    "sagemaker": "SageMaker endpoints are not available in this release; use deployment.backend: local",
-}
+NOT_YET_AVAILABLE: dict[str, str] = {}
 
 
 def get_serving(name: str, **kwargs: Any) -> ServingBackend:

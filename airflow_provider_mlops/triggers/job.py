@@ -70,9 +70,11 @@ class JobCompletionTrigger(BaseTrigger):
                     return
                 await asyncio.sleep(self.poll_interval)
                 continue
-            if state.status != last_status:
-                self.log.info("Job %s is %s", self.job_name, state.status)
-                last_status = state.status
+            # The backend's own finer status (SageMaker's SecondaryStatus) shows progress in the task log.
+            progress = " / ".join(str(s) for s in (state.status, state.details.get("secondary_status")) if s)
+            if progress != last_status:
+                self.log.info("Job %s is %s; logs: %s", self.job_name, progress, state.log_uri)
+                last_status = progress
             if state.terminal:
                 status = {COMPLETED: "success", STOPPED: "stopped"}.get(state.status, "failed")
                 yield TriggerEvent({"status": status, "state": state.to_dict()})
