@@ -1,5 +1,5 @@
 # Convenience targets; each one creates .venv when it is missing.
-.PHONY: venv demo test lint schema clean
+.PHONY: venv demo test lint schema clean bench
 
 venv:
 	bash scripts/bootstrap.sh
@@ -13,6 +13,9 @@ test:
 lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/mypy
+
+bench: venv
+	.venv/bin/python benchmarks/run_all.py
 
 schema: venv
 	.venv/bin/mlops schema -o airflow_provider_mlops/schema/mlops.schema.json

@@ -9,6 +9,7 @@
     mlops endpoint status|stop|invoke NAME    local endpoints
     mlops version next --config F --build-number N --commit SHA   CI's image version (dotenv)
     mlops demo                                the example's full local pipeline
+    mlops shards write --count N [--error-files M] [--dags-folder D]   split the models over N loader files
 
 Nothing here imports Airflow, except ``demo``.
 """
@@ -223,6 +224,25 @@ def cmd_version_next(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shards_write(args: argparse.Namespace) -> int:
+    from airflow_provider_mlops.factory.shards import write_shard_files
+
+    if args.count < 1:
+        raise InputError(f"--count {args.count} must be 1 or more; for example --count 4")
+    if args.error_files < 1:
+        raise InputError(f"--error-files {args.error_files} must be 1 or more; for example --error-files 4")
+    folder = Path(args.dags_folder)
+    for path in write_shard_files(folder, args.count, args.error_files):
+        print(path)
+    if (folder / "mlops_dags.py").exists():
+        print(f"note: remove {folder / 'mlops_dags.py'}: it loads every model, so each DAG would be defined twice",
+              file=sys.stderr)
+    if args.error_files > 1 and (folder / "mlops_config_errors.py").exists():
+        print(f"note: remove {folder / 'mlops_config_errors.py'}: the error shards report every config",
+              file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from airflow_provider_mlops.demo import run_demo
 
@@ -277,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--build-number", type=int, required=True, help="for example $CI_PIPELINE_IID")
     n.add_argument("--commit", required=True, help="for example $CI_COMMIT_SHA")
     n.set_defaults(func=cmd_version_next)
+
+    p = sub.add_parser("shards", help="split the models over several loader files (parse-time sharding)")
+    ssub = p.add_subparsers(dest="shards_command", required=True)
+    w = ssub.add_parser("write", help="write mlops_dags_<i>.py for i in 0..COUNT-1 (and remove stale ones)")
+    w.add_argument("--count", type=int, required=True, help="number of shard files, for example 4")
+    w.add_argument("--error-files", type=int, default=1,
+                   help="also split mlops_config_errors.py into this many files (default 1: keep the one file)")
+    w.add_argument("--dags-folder", default="dags", help="where to write them (default: dags)")
+    w.set_defaults(func=cmd_shards_write)
 
     p = sub.add_parser("demo", help="run the example model's full pipeline locally")
     p.add_argument("--workdir", default=".demo", help="where the demo keeps Airflow's DB and the registry")

@@ -4,9 +4,9 @@ Configs are read from $MLOPS_CONFIG_PATH (os.pathsep-separated folders), else ml
 """
 
 # Named so that Airflow's dag processor pre-imports them once, not in every parse (DESIGN.md §6).
-import airflow.providers.standard.operators.empty  # noqa: F401
-import airflow.providers.standard.operators.hitl  # noqa: F401
-import airflow.providers.standard.operators.trigger_dagrun  # noqa: F401
+import airflow.providers.standard.operators.empty
+import airflow.providers.standard.operators.hitl
+import airflow.providers.standard.operators.trigger_dagrun
 import airflow.sdk  # noqa: F401
 
 from airflow_provider_mlops.factory import load_dags

@@ -219,20 +219,23 @@ def load_all(roots: Iterable[str | os.PathLike[str]]) -> tuple[list[LoadedConfig
             continue
         key = (item.config.project, item.config.model)
         if key in seen:
-            errors.append(
-                ConfigError(
-                    f"project/model {key[0]}/{key[1]} is already defined by {seen[key]}",
-                    path=str(config_path),
-                    line=_line_of(_read(config_path), ("model",)),
-                    field="model",
-                    value=key[1],
-                    fix="give each model a unique project/model pair",
-                )
-            )
+            errors.append(duplicate_model_error(config_path, key, seen[key]))
             continue
         seen[key] = config_path
         loaded.append(item)
     return loaded, errors
+
+
+def duplicate_model_error(config_path: Path, key: tuple[str, str], first: Path) -> ConfigError:
+    """The error for a config whose project/model pair ``first`` already defines."""
+    return ConfigError(
+        f"project/model {key[0]}/{key[1]} is already defined by {first}",
+        path=str(config_path),
+        line=_line_of(_read(config_path), ("model",)),
+        field="model",
+        value=key[1],
+        fix="give each model a unique project/model pair",
+    )
 
 
 # --- explaining validation errors -------------------------------------------------------------

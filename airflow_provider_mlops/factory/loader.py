@@ -1,7 +1,9 @@
 """
 ``load_dags(globals())``: the one call the dags folder makes.
 
-Validate, plan, render, each phase timed in the log. One bad config costs only that model's
+Validate, plan, render, each phase timed in the log. A config unchanged since the last parse
+skips validation and planning (:mod:`.cache`), and ``shard=(i, n)`` splits the models over
+several loader files (:mod:`.shards`). One bad config costs only that model's
 DAGs: the loader logs it and moves on, and the companion file ``mlops_config_errors.py`` (which
 holds no DAGs) raises the errors, so Airflow shows them as an import error naming the file,
 line and field, without marking the good models' DAGs stale. Strict mode (``strict=True`` or
@@ -19,9 +21,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_mlops.config.loader import config_roots, load_all
+from airflow_provider_mlops.config.loader import (
+    DEFAULTS_FILENAME,
+    DefaultsCache,
+    config_roots,
+    discover_configs,
+    duplicate_model_error,
+    load_config,
+)
 from airflow_provider_mlops.exceptions import ConfigError, ConfigErrors
-from airflow_provider_mlops.factory.plan import plan_model
+from airflow_provider_mlops.factory.cache import (
+    ParseCache,
+    cache_dir,
+    cache_file_name,
+    entry_key,
+    round_trips,
+    specs_from_json,
+)
+from airflow_provider_mlops.factory.plan import DagSpec, plan_model
+from airflow_provider_mlops.factory.shards import check_shard, shard_of
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +52,7 @@ class LoadReport:
     dag_ids: list[str] = field(default_factory=list)
     errors: list[ConfigError] = field(default_factory=list)
     models: int = 0
+    cached: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -49,6 +68,7 @@ def load_dags(
     *,
     config_path: str | os.PathLike[str] | None = None,
     strict: bool | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> LoadReport:
     """
     Build every model's DAGs into ``globals_dict``.
@@ -57,6 +77,7 @@ def load_dags(
     :param config_path: folders to search for ``mlops.yaml`` (os.pathsep-separated); default
         ``$MLOPS_CONFIG_PATH``, else ``mlops/`` beside the DAG file.
     :param strict: raise on the first bad config (default: ``$MLOPS_STRICT``).
+    :param shard: ``(index, count)``: build only the models of that shard (see :mod:`.shards`).
     """
     if strict is None:
         strict = os.environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes")
@@ -65,28 +86,25 @@ def load_dags(
     gc.disable()  # building many small objects: collection passes only cost time here
     try:
         started = time.perf_counter()
-        loaded, report.errors = load_all(_roots(globals_dict, config_path))
+        roots = _roots(globals_dict, config_path)
+        cache = _open_cache("plans", roots, shard)
+        plans, report.errors = plan_all(roots, shard=shard, cache=cache)
+        report.cached = cache.hits
         if strict and report.errors:
             raise report.errors[0] if len(report.errors) == 1 else ConfigErrors(report.errors)
-        report.timings["validate"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        from airflow_provider_mlops.factory.render import render_dag
-
-        plans = []
-        for item in loaded:
-            root = _root_of(item.path, _roots(globals_dict, config_path))
-            plans.append((item, plan_model(item, root)))
         report.timings["plan"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        for item, specs in plans:
+        from airflow_provider_mlops.factory.render import airflow_dag_defaults, render_dag
+
+        dag_defaults = airflow_dag_defaults()
+        for path, specs in plans:
             try:
-                dags = [render_dag(spec) for spec in specs]
+                dags = [render_dag(spec, dag_defaults) for spec in specs]
             except Exception as exc:  # one model's render bug must not hide the others
                 if strict:
                     raise
-                report.errors.append(ConfigError(f"could not build its DAGs: {type(exc).__name__}: {exc}", path=str(item.path)))
+                report.errors.append(ConfigError(f"could not build its DAGs: {type(exc).__name__}: {exc}", path=str(path)))
                 continue
             for dag in dags:
                 globals_dict[dag.dag_id] = dag
@@ -99,29 +117,122 @@ def load_dags(
     for error in report.errors:
         log.error("mlops config skipped: %s", error)
     log.info(
-        "mlops: %d models, %d DAGs, %d bad configs; validate %.3fs, plan %.3fs, render %.3fs",
+        "mlops: %d models, %d DAGs, %d bad configs; validate+plan %.3fs (%d cached), render %.3fs",
         report.models, len(report.dag_ids), len(report.errors),
-        report.timings.get("validate", 0), report.timings.get("plan", 0), report.timings.get("render", 0),
+        report.timings.get("plan", 0), report.cached, report.timings.get("render", 0),
     )
     return report
 
 
-def _root_of(path: Path, roots: list[Path]) -> str | None:
-    for root in roots:
-        resolved = root.resolve()
-        if resolved == path or resolved in path.parents:
-            return str(resolved if resolved.is_dir() else resolved.parent)
-    return None
+def _open_cache(kind: str, roots: list[Path], shard: tuple[int, int] | None) -> ParseCache:
+    folder = cache_dir()
+    resolved = [r.resolve() for r in roots]
+    return ParseCache(folder / cache_file_name(kind, resolved, shard) if folder is not None else None)
 
 
-def report_config_errors(globals_dict: MutableMapping[str, Any], *, config_path: str | os.PathLike[str] | None = None) -> None:
+def _layers(folder: str, root: str, defaults: DefaultsCache, memo: dict[str, tuple[Any, ...]]) -> tuple[Any, ...]:
+    """
+    The defaults files layered under ``folder``, root first: what ``defaults_layers`` finds for
+    an already-resolved path, memoised per folder so sibling models share their parents' work.
+    """
+    found = memo.get(folder)
+    if found is None:
+        parent = os.path.dirname(folder)
+        above = () if folder == root or parent == folder else _layers(parent, root, defaults, memo)
+        own = defaults.get(Path(folder, DEFAULTS_FILENAME))
+        found = memo[folder] = (*above, own) if own is not None else above
+    return found
+
+
+def _entry_key(config_path: Path, root: Path, defaults: DefaultsCache, memo: dict[str, tuple[Any, ...]]) -> str | None:
+    """The cache key of a config, or ``None`` when its files cannot be read (the miss path reports why)."""
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            own_text = handle.read()
+        layers = _layers(os.path.dirname(config_path), str(root), defaults, memo)
+    except (ConfigError, OSError, UnicodeDecodeError):
+        return None
+    return entry_key(config_path, root, own_text, ((src.path, src.text) for src in layers))
+
+
+def _decode(entry: Any, plans: bool) -> tuple[tuple[str, str], list[DagSpec]] | None:
+    """A cache entry as ``((project, model), specs)``; ``None`` (a miss) when it is absent or malformed."""
+    if entry is None:
+        return None
+    try:
+        model = (str(entry["model"][0]), str(entry["model"][1]))
+        return model, specs_from_json(entry["dags"]) if plans else []
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def plan_all(
+    roots: list[Path], *, shard: tuple[int, int] | None = None, cache: ParseCache | None = None, plans: bool = True
+) -> tuple[list[tuple[Path, list[DagSpec]]], list[ConfigError]]:
+    """
+    Validate and plan every config under ``roots`` (of one shard); a bad config costs only itself.
+
+    A config whose cache key is in ``cache`` skips YAML parsing, pydantic and planning. With
+    ``plans=False`` only validity is checked and cached, and no plans are returned.
+    """
+    index, count = check_shard(shard) if shard is not None else (0, 1)
+    cache = cache if cache is not None else ParseCache(None)
+    defaults = DefaultsCache()
+    memo: dict[str, tuple[Any, ...]] = {}
+    planned: list[tuple[Path, list[DagSpec]]] = []
+    errors: list[ConfigError] = []
+    seen: dict[tuple[str, str], Path] = {}
+    for config_path, root in discover_configs(roots):
+        if count > 1 and shard_of(config_path, root, count) != index:
+            continue
+        key = _entry_key(config_path, root, defaults, memo)
+        hit = _decode(cache.get(key), plans) if key is not None else None
+        specs: list[DagSpec] = []
+        if hit is not None:
+            model, specs = hit
+            cache.hits += 1
+        else:
+            try:
+                loaded = load_config(config_path, root=root, cache=defaults)
+            except ConfigErrors as exc:
+                errors.extend(exc.errors)
+                continue
+            except ConfigError as exc:
+                errors.append(exc)
+                continue
+            model = (loaded.config.project, loaded.config.model)
+            if plans:
+                specs = plan_model(loaded, str(root))
+                encoded = round_trips(specs)
+                if key is not None and encoded is not None:
+                    cache.put(key, {"model": model, "dags": encoded})
+            elif key is not None:
+                cache.put(key, {"model": model})
+        if model in seen:
+            errors.append(duplicate_model_error(config_path, model, seen[model]))
+            continue
+        seen[model] = config_path
+        if plans:
+            planned.append((config_path, specs))
+    cache.save()
+    return planned, errors
+
+
+def report_config_errors(
+    globals_dict: MutableMapping[str, Any],
+    *,
+    config_path: str | os.PathLike[str] | None = None,
+    shard: tuple[int, int] | None = None,
+) -> None:
     """
     Raise every config error as one exception: Airflow records it as this file's import error.
 
     Call it from a DAG file that defines no DAGs (``dags/mlops_config_errors.py``), beside the
     loader file: Airflow marks the DAGs of a file with an import error stale, so the errors must
-    not live in the file that holds the good models' DAGs.
+    not live in the file that holds the good models' DAGs. Configs known valid (by content hash)
+    are not validated again.
     """
-    _, errors = load_all(_roots(globals_dict, config_path))
+    roots = _roots(globals_dict, config_path)
+    _, errors = plan_all(roots, shard=shard, cache=_open_cache("valid", roots, shard), plans=False)
     if errors:
         raise ConfigErrors(errors)

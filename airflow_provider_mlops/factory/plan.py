@@ -83,6 +83,7 @@ def plan_model(loaded: LoadedConfig, root: str | None = None) -> list[DagSpec]:
             ("deploy", "deploy", common),
             ("smoke_test", "smoke_test", common),
             ("promote", "promote", common),
+            ("notify", "notify", {**common, "event": "deployed", "source_task_id": "deploy"}),
         ),
         max_active_runs=1,
     )

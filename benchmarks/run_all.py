@@ -1,0 +1,60 @@
+"""
+Every benchmark, one command: ``.venv/bin/python benchmarks/run_all.py`` from the repository root.
+
+Runs ``parse_time.py`` (N = 1, 10, 100, 500, three interleaved rounds, and the sharded scale
+check at N = 5,000) and then ``e2e_local.py`` (three runs), each in its own process, prints
+both reports and writes them to ``benchmarks/results/latest.md`` (and the raw figures beside
+it as JSON). About 6 to 9 minutes on a busy 2-core machine. ``--quick`` runs a small version
+(N = 1, 10, 100, two rounds, N = 1,000 in 16 shards, one end-to-end run) in about 2 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small version, for iterating")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="where to write the reports")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    parse_args = ["--sizes", "1,10,100", "--rounds", "2", "--scale", "1000", "--shards", "16", "--error-files", "2"] if args.quick else []
+    e2e_args = ["--runs", "1"] if args.quick else ["--runs", "3"]
+    runs = [
+        [sys.executable, str(HERE / "parse_time.py"), *parse_args,
+         "--markdown", str(args.out / "parse_time.md"), "--json", str(args.out / "parse_time.json")],
+        [sys.executable, str(HERE / "e2e_local.py"), *e2e_args,
+         "--markdown", str(args.out / "e2e_local.md"), "--json", str(args.out / "e2e_local.json")],
+    ]
+    for command in runs:
+        print("$", " ".join(command[1:]), flush=True)
+        if subprocess.run(command).returncode != 0:
+            return 1
+    elapsed = time.perf_counter() - started
+    machine = subprocess.run(["uname", "-srm"], capture_output=True, text=True).stdout.strip()
+    text = (
+        f"## Benchmarks ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine}, {_cores()} cores, "
+        f"{elapsed:.0f} s)\n\n"
+        + (args.out / "parse_time.md").read_text() + "\n" + (args.out / "e2e_local.md").read_text()
+    )
+    (args.out / "latest.md").write_text(text)
+    print(f"\nwritten: {args.out / 'latest.md'} (all benchmarks: {elapsed:.0f} s)")
+    return 0
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
