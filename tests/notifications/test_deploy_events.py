@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-from conftest import SlackServer
+from notify_fakes import SlackServer
 from test_pipeline import _model_dags
 
 from airflow_provider_mlops.airflow_api import api_server_env, run_api_server

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 import pytest
 import yaml
-from conftest import SlackServer
+from notify_fakes import SlackServer
 from example_messages import as_registered, versions
 
 from airflow_provider_mlops.config.loader import load_config

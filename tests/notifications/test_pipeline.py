@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import MotoSns, SlackServer
+from notify_fakes import MotoSns, SlackServer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import logging
 import time
 
 import pytest
-from conftest import BOT_TOKEN, WEBHOOK_TOKEN, SlackServer
+from notify_fakes import BOT_TOKEN, WEBHOOK_TOKEN, SlackServer
 from example_messages import example_messages
 
 from airflow_provider_mlops.config.models import Notifications

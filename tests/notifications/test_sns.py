@@ -6,7 +6,7 @@ import json
 import logging
 
 import pytest
-from conftest import MotoSns, SlackServer
+from notify_fakes import MotoSns, SlackServer
 from example_messages import example_messages
 
 from airflow_provider_mlops.config.models import Notifications
