@@ -202,6 +202,19 @@ def config_roots(env: Mapping[str, str] = os.environ, default: str | os.PathLike
     return roots
 
 
+def load_or_collect(
+    config_path: Path, root: Path, cache: DefaultsCache, errors: list[ConfigError]
+) -> LoadedConfig | None:
+    """Load one config; on failure add its errors to ``errors`` and return None."""
+    try:
+        return load_config(config_path, root=root, cache=cache)
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    except ConfigError as exc:
+        errors.append(exc)
+    return None
+
+
 def load_all(roots: Iterable[str | os.PathLike[str]]) -> tuple[list[LoadedConfig], list[ConfigError]]:
     """Load every config under ``roots``; a bad config costs only itself."""
     cache = DefaultsCache()
@@ -209,13 +222,8 @@ def load_all(roots: Iterable[str | os.PathLike[str]]) -> tuple[list[LoadedConfig
     errors: list[ConfigError] = []
     seen: dict[tuple[str, str], Path] = {}
     for config_path, root in discover_configs(roots):
-        try:
-            item = load_config(config_path, root=root, cache=cache)
-        except ConfigErrors as exc:
-            errors.extend(exc.errors)
-            continue
-        except ConfigError as exc:
-            errors.append(exc)
+        item = load_or_collect(config_path, root, cache, errors)
+        if item is None:
             continue
         key = (item.config.project, item.config.model)
         if key in seen:

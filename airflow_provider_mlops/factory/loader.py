@@ -27,7 +27,7 @@ from airflow_provider_mlops.config.loader import (
     config_roots,
     discover_configs,
     duplicate_model_error,
-    load_config,
+    load_or_collect,
 )
 from airflow_provider_mlops.exceptions import ConfigError, ConfigErrors
 from airflow_provider_mlops.factory.cache import (
@@ -192,13 +192,8 @@ def plan_all(
             model, specs = hit
             cache.hits += 1
         else:
-            try:
-                loaded = load_config(config_path, root=root, cache=defaults)
-            except ConfigErrors as exc:
-                errors.extend(exc.errors)
-                continue
-            except ConfigError as exc:
-                errors.append(exc)
+            loaded = load_or_collect(config_path, root, defaults, errors)
+            if loaded is None:
                 continue
             model = (loaded.config.project, loaded.config.model)
             if plans:
