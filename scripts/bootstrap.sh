@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv when it is missing (or when pyproject.toml changed) and install the project into it.
+# Create .venv when it is missing (or when pyproject.toml or constraints.txt changed) and install the project into it.
 #   scripts/bootstrap.sh          the provider with every extra and the dev tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ if [ -z "$PYTHON" ]; then
   exit 1
 fi
 
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then
   exit 0
 fi
@@ -31,7 +31,9 @@ if [ ! -x .venv/bin/python ]; then
   }
 fi
 echo "==> installing airflow-provider-mlops[dev] into .venv (first time: about a minute)"
+# constraints.txt pins the versions the tests ran with: without it pip's resolver can spend many
+# minutes backtracking between boto3 and aiobotocore releases.
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 rm -f .venv/.installed-*
 touch "$stamp"
