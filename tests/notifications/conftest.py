@@ -7,4 +7,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from notify_fakes import moto_server, moto_sns, slack_server  # noqa: E402,F401  (pytest fixtures)
+from notify_fakes import moto_server, moto_sns, slack_server  # noqa: F401  (pytest fixtures)

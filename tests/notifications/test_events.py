@@ -8,8 +8,8 @@ from urllib.parse import unquote
 
 import pytest
 import yaml
-from notify_fakes import SlackServer
 from example_messages import as_registered, versions
+from notify_fakes import SlackServer
 
 from airflow_provider_mlops.config.loader import load_config
 from airflow_provider_mlops.exceptions import InputError

@@ -6,8 +6,8 @@ import logging
 import time
 
 import pytest
-from notify_fakes import BOT_TOKEN, WEBHOOK_TOKEN, SlackServer
 from example_messages import example_messages
+from notify_fakes import BOT_TOKEN, WEBHOOK_TOKEN, SlackServer
 
 from airflow_provider_mlops.config.models import Notifications
 from airflow_provider_mlops.notifications import formats

@@ -6,8 +6,8 @@ import json
 import logging
 
 import pytest
-from notify_fakes import MotoSns, SlackServer
 from example_messages import example_messages
+from notify_fakes import MotoSns, SlackServer
 
 from airflow_provider_mlops.config.models import Notifications
 from airflow_provider_mlops.notifications import formats
