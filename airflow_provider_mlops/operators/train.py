@@ -11,6 +11,65 @@ from airflow_provider_mlops.operators.base import MlopsJobOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_mlops.config.loader import LoadedConfig
+    from airflow_provider_mlops.config.models import MlopsConfig
+
+
+def training_job_spec(
+    loaded: LoadedConfig,
+    name: str,
+    *,
+    hyperparameters: dict[str, Any] | None = None,
+    image: str | None = None,
+    config: MlopsConfig | None = None,
+) -> JobSpec:
+    """
+    The training job of ``loaded``'s model, as every backend receives it.
+
+    :param hyperparameters: run-time overrides (the DAG run conf's), merged over the config's.
+    :param image: the image to train with, instead of the config's (the run conf's ``image``).
+    :param config: a variant of ``loaded.config`` to build from (paths still resolve from ``loaded``).
+    """
+    cfg = config or loaded.config
+    return JobSpec(
+        name=name,
+        kind="training",
+        entrypoint=cfg.training.entrypoint,
+        source_dir=loaded.resolve(cfg.training.source_dir),
+        image=image or cfg.image,
+        hyperparameters={**cfg.training.hyperparameters, **(hyperparameters or {})},
+        channels={k: loaded.resolve(v) for k, v in cfg.training.channels.items()},
+        metric_definitions=[d.model_dump() for d in cfg.training.metric_definitions],
+        resources=cfg.training.resources.model_dump(),
+        environment=dict(cfg.training.environment),
+    )
+
+
+def evaluation_job_spec(
+    loaded: LoadedConfig, name: str, *, model_uri: str, image: str | None, config: MlopsConfig | None = None
+) -> JobSpec:
+    """
+    The evaluation job: the held-out channel and the trained model (channel ``model``).
+
+    :param model_uri: where the training job left the model.
+    :param image: the image to evaluate with (the training image), or None for local code.
+    :param config: a variant of ``loaded.config`` to build from (paths still resolve from ``loaded``).
+    """
+    cfg = config or loaded.config
+    held_out = cfg.evaluation.channel
+    location = cfg.evaluation.data or cfg.training.channels.get(held_out) or f"data/{held_out}"
+    resources = cfg.evaluation.resources or cfg.training.resources
+    return JobSpec(
+        name=name,
+        kind="processing",
+        entrypoint=cfg.evaluation.entrypoint,
+        source_dir=loaded.resolve(cfg.training.source_dir),
+        image=image,
+        channels={held_out: loaded.resolve(location), "model": model_uri},
+        resources=resources.model_dump(),
+        environment=dict(cfg.training.environment),
+    )
+
 
 class MlopsTrainOperator(MlopsJobOperator):
     """
@@ -29,22 +88,8 @@ class MlopsTrainOperator(MlopsJobOperator):
     step = "training"
 
     def build_spec(self, context: Context, name: str) -> JobSpec:
-        loaded = self.loaded
-        cfg = loaded.config
-        conf = runtime.parse_conf(runtime.TrainRunConf, context["dag_run"].conf, self.dag_id, loaded)
-        hyperparameters = {**cfg.training.hyperparameters, **(conf.hyperparameters or {})}
-        return JobSpec(
-            name=name,
-            kind="training",
-            entrypoint=cfg.training.entrypoint,
-            source_dir=loaded.resolve(cfg.training.source_dir),
-            image=conf.image or cfg.image,
-            hyperparameters=hyperparameters,
-            channels={k: loaded.resolve(v) for k, v in cfg.training.channels.items()},
-            metric_definitions=[d.model_dump() for d in cfg.training.metric_definitions],
-            resources=cfg.training.resources.model_dump(),
-            environment=dict(cfg.training.environment),
-        )
+        conf = runtime.parse_conf(runtime.TrainRunConf, context["dag_run"].conf, self.dag_id, self.loaded)
+        return training_job_spec(self.loaded, name, hyperparameters=conf.hyperparameters, image=conf.image)
 
     def finish(self, context: Context, state: JobState) -> dict[str, Any]:
         loaded = self.loaded
@@ -86,22 +131,9 @@ class MlopsEvaluateOperator(MlopsJobOperator):
         self.train_task_id = train_task_id
 
     def build_spec(self, context: Context, name: str) -> JobSpec:
-        loaded = self.loaded
-        cfg = loaded.config
         trained = context["ti"].xcom_pull(task_ids=self.train_task_id)
-        held_out = cfg.evaluation.channel
-        location = cfg.evaluation.data or cfg.training.channels.get(held_out) or f"data/{held_out}"
-        resources = cfg.evaluation.resources or cfg.training.resources
-        return JobSpec(
-            name=name,
-            kind="processing",
-            entrypoint=cfg.evaluation.entrypoint,
-            source_dir=loaded.resolve(cfg.training.source_dir),
-            image=trained.get("image") if cfg.image else None,
-            channels={held_out: loaded.resolve(location), "model": trained["model_uri"]},
-            resources=resources.model_dump(),
-            environment=dict(cfg.training.environment),
-        )
+        image = trained.get("image") if self.loaded.config.image else None
+        return evaluation_job_spec(self.loaded, name, model_uri=trained["model_uri"], image=image)
 
     def finish(self, context: Context, state: JobState) -> dict[str, Any]:
         evaluation = state.details.get("evaluation", {})

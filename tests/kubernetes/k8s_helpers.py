@@ -17,6 +17,7 @@ import yaml
 from airflow_provider_mlops.backends.base import JobSpec
 from airflow_provider_mlops.config.loader import LoadedConfig
 from airflow_provider_mlops.config.models import MlopsConfig
+from airflow_provider_mlops.operators.train import evaluation_job_spec, training_job_spec
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -52,36 +53,13 @@ def kubernetes_variant(loaded: LoadedConfig) -> MlopsConfig:
 
 
 def training_spec(loaded: LoadedConfig, cfg: MlopsConfig, name: str = TRAIN_JOB) -> JobSpec:
-    """The training JobSpec, as ``MlopsTrainOperator.build_spec`` builds it."""
-    return JobSpec(
-        name=name,
-        kind="training",
-        entrypoint=cfg.training.entrypoint,
-        source_dir=loaded.resolve(cfg.training.source_dir),
-        image=cfg.image,
-        hyperparameters=dict(cfg.training.hyperparameters),
-        channels={k: loaded.resolve(v) for k, v in cfg.training.channels.items()},
-        metric_definitions=[d.model_dump() for d in cfg.training.metric_definitions],
-        resources=cfg.training.resources.model_dump(),
-        environment=dict(cfg.training.environment),
-    )
+    """The training JobSpec, built by the same function ``MlopsTrainOperator.build_spec`` uses."""
+    return training_job_spec(loaded, name, config=cfg)
 
 
 def evaluation_spec(loaded: LoadedConfig, cfg: MlopsConfig, model_uri: str, name: str = EVAL_JOB) -> JobSpec:
-    """The evaluation JobSpec, as ``MlopsEvaluateOperator.build_spec`` builds it."""
-    held_out = cfg.evaluation.channel
-    location = cfg.evaluation.data or cfg.training.channels.get(held_out) or f"data/{held_out}"
-    resources = cfg.evaluation.resources or cfg.training.resources
-    return JobSpec(
-        name=name,
-        kind="processing",
-        entrypoint=cfg.evaluation.entrypoint,
-        source_dir=loaded.resolve(cfg.training.source_dir),
-        image=cfg.image,
-        channels={held_out: loaded.resolve(location), "model": model_uri},
-        resources=resources.model_dump(),
-        environment=dict(cfg.training.environment),
-    )
+    """The evaluation JobSpec, built by the same function ``MlopsEvaluateOperator.build_spec`` uses."""
+    return evaluation_job_spec(loaded, name, model_uri=model_uri, image=cfg.image, config=cfg)
 
 
 def as_sent(pod: Any) -> dict[str, Any]:
