@@ -53,6 +53,19 @@ class JobCompletionTrigger(BaseTrigger):
             },
         )
 
+    async def on_kill(self) -> None:
+        """
+        Stop the job when a user kills the deferred task (mark failed, clear, mark success).
+
+        Airflow calls this only for a user's action, never on a triggerer restart or a timeout,
+        so a rolling deploy of the triggerer leaves jobs running.
+        """
+        from airflow_provider_mlops.backends import get_compute_backend
+
+        backend = get_compute_backend(self.backend, **self.backend_kwargs)
+        self.log.info("Task killed while deferred: stopping job %s", self.job_name)
+        await asyncio.wait_for(asyncio.to_thread(backend.stop, self.job_name), timeout=60)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_mlops.backends import get_compute_backend
 

@@ -130,3 +130,10 @@ def test_trigger_events_for_each_terminal_state(job_status: str, event_status: s
 def test_trigger_gives_up_after_repeated_poll_errors() -> None:
     event = _first_event(JobCompletionTrigger("fake", {}, "no-such-job", poll_interval=0.01, max_consecutive_errors=3))
     assert event["status"] == "error" and "3 times" in event["message"]
+
+
+def test_killing_a_deferred_task_stops_its_job() -> None:
+    """Airflow 3.3 calls the trigger's on_kill when a user kills a deferred task."""
+    FakeComputeBackend.jobs["job-1"] = JobState(name="job-1", status=IN_PROGRESS)
+    asyncio.run(JobCompletionTrigger("fake", {}, "job-1").on_kill())
+    assert FakeComputeBackend.jobs["job-1"].status == STOPPED
