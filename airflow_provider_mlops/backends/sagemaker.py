@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shlex
-from functools import cached_property
 from typing import Any
 
 from airflow_provider_mlops.backends.base import (
@@ -24,6 +23,7 @@ from airflow_provider_mlops.backends.base import (
     JobState,
 )
 from airflow_provider_mlops.exceptions import BackendError
+from airflow_provider_mlops.hooks.aws_access import SageMakerAccess
 from airflow_provider_mlops.links.sagemaker import LOG_GROUPS, cloudwatch_logs_url, sagemaker_console_url
 
 PROCESSING_INPUT_ROOT = "/opt/ml/processing/input"
@@ -67,7 +67,7 @@ def training_environment(spec: JobSpec) -> dict[str, str]:
     return env
 
 
-class SageMakerComputeBackend:
+class SageMakerComputeBackend(SageMakerAccess):
     """
     Run jobs on Amazon SageMaker.
 
@@ -92,24 +92,11 @@ class SageMakerComputeBackend:
         poll_interval: float = 30.0,
         job_kinds: dict[str, str] | None = None,
     ) -> None:
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.role_arn = role_arn
-        self.artifacts_uri = artifacts_uri.rstrip("/") if artifacts_uri else None
+        super().__init__(aws_conn_id, region_name, role_arn, artifacts_uri)
         self.default_poll_interval = poll_interval
         self._kinds: dict[str, JobKind] = {
             name: "processing" if kind == "processing" else "training" for name, kind in (job_kinds or {}).items()
         }
-
-    @cached_property
-    def hook(self) -> Any:
-        from airflow_provider_mlops.hooks.sagemaker import MlopsSageMakerHook
-
-        return MlopsSageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-
-    @property
-    def region(self) -> str:
-        return str(self.region_name or self.hook.conn.meta.region_name)
 
     def serialize(self) -> dict[str, Any]:
         return {

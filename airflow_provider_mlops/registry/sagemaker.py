@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any
 
 from airflow_provider_mlops.exceptions import RegistryError, VersionNotFoundError
+from airflow_provider_mlops.hooks.aws_access import SageMakerAccess
 from airflow_provider_mlops.links.sagemaker import sagemaker_console_url
 from airflow_provider_mlops.registry.base import APPROVAL_STATUSES, APPROVED, PENDING, ModelVersion
 from airflow_provider_mlops.versioning import parse_series
@@ -44,7 +44,7 @@ def _cut(value: Any, limit: int = 256) -> str:
     )
 
 
-class SageMakerModelRegistry:
+class SageMakerModelRegistry(SageMakerAccess):
     """
     A model registry in SageMaker Model Registry.
 
@@ -71,21 +71,12 @@ class SageMakerModelRegistry:
         tag_model_packages: bool = True,
         poll_interval: float = 30.0,
     ) -> None:
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.role_arn = role_arn
-        self.artifacts_uri = artifacts_uri.rstrip("/") if artifacts_uri else None
+        super().__init__(aws_conn_id, region_name, role_arn, artifacts_uri)
         self.content_types = list(content_types or ["application/json"])
         self.response_types = list(response_types or ["application/json"])
         self.inference_instance_types = list(inference_instance_types or ["ml.m5.large"])
         self.tag_model_packages = tag_model_packages
         self._records: dict[str, dict[str, Any]] = {}
-
-    @cached_property
-    def hook(self) -> Any:
-        from airflow_provider_mlops.hooks.sagemaker import MlopsSageMakerHook
-
-        return MlopsSageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
 
     # -- SageMaker calls -----------------------------------------------------------------
 

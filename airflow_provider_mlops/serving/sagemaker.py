@@ -14,10 +14,10 @@ deploy, old endpoint configs and models of this endpoint are deleted, keeping
 from __future__ import annotations
 
 import time
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlops.exceptions import DeploymentError
+from airflow_provider_mlops.hooks.aws_access import SageMakerAccess
 from airflow_provider_mlops.links.sagemaker import LOG_GROUPS, cloudwatch_logs_url, sagemaker_console_url
 from airflow_provider_mlops.naming import short_hash
 
@@ -64,7 +64,7 @@ def _name(*parts: str, unique: str) -> str:
     return f"{head[:62 - len(unique)].rstrip('-')}-{unique}"
 
 
-class SageMakerServing:
+class SageMakerServing(SageMakerAccess):
     """
     Serve model versions on SageMaker real-time endpoints.
 
@@ -87,22 +87,9 @@ class SageMakerServing:
         poll_interval: float = 30.0,
         wait_timeout: float = 3 * 3600,
     ) -> None:
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.role_arn = role_arn
-        self.artifacts_uri = artifacts_uri
+        super().__init__(aws_conn_id, region_name, role_arn, artifacts_uri)
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
-
-    @cached_property
-    def hook(self) -> Any:
-        from airflow_provider_mlops.hooks.sagemaker import MlopsSageMakerHook
-
-        return MlopsSageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-
-    @property
-    def region(self) -> str:
-        return str(self.region_name or self.hook.conn.meta.region_name)
 
     def _tags(self, arn: str) -> dict[str, str]:
         return {t["Key"]: t["Value"] for t in self.hook.conn.list_tags(ResourceArn=arn).get("Tags", [])}
