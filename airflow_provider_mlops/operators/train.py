@@ -92,18 +92,16 @@ class MlopsTrainOperator(MlopsJobOperator):
         return training_job_spec(self.loaded, name, hyperparameters=conf.hyperparameters, image=conf.image)
 
     def finish(self, context: Context, state: JobState) -> dict[str, Any]:
-        loaded = self.loaded
-        cfg = loaded.config
-        conf = runtime.parse_conf(runtime.TrainRunConf, context["dag_run"].conf, self.dag_id, loaded)
-        source_dir = loaded.resolve(cfg.training.source_dir)
+        conf = runtime.parse_conf(runtime.TrainRunConf, context["dag_run"].conf, self.dag_id, self.loaded)
+        spec = training_job_spec(self.loaded, state.name, hyperparameters=conf.hyperparameters, image=conf.image)
         return {
             "job_name": state.name,
             "model_uri": state.model_uri,
             "metrics": state.metrics,
-            "hyperparameters": {**cfg.training.hyperparameters, **(conf.hyperparameters or {})},
-            "channels": {k: loaded.resolve(v) for k, v in cfg.training.channels.items()},
-            "image": conf.image or cfg.image or runtime.code_digest(source_dir),
-            "commit": conf.commit or runtime.git_commit(source_dir),
+            "hyperparameters": spec.hyperparameters,
+            "channels": spec.channels,
+            "image": spec.image or runtime.code_digest(spec.source_dir),
+            "commit": conf.commit or runtime.git_commit(spec.source_dir),
             "image_version": conf.version,
             "requested_by": conf.requested_by,
             "log_uri": state.log_uri,
