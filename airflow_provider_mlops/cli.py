@@ -160,11 +160,12 @@ def cmd_decide(args: argparse.Namespace) -> int:
                 print(f"{option}d {group} {args.version} in Airflow run {ti['dag_run_id']} (as {client.username or 'token user'})")
                 return 0
         print(f"no deploy run of {group} waits for approval of {args.version}; recording it in the registry")
-    if version.approval and version.status in (APPROVED, REJECTED) and version.status == (APPROVED if approve else REJECTED):
+    target = APPROVED if approve else REJECTED
+    if version.approval and version.status == target:
         print(f"{group} {args.version} is already {version.status} (by {version.approval.get('by')})")
         return 0
     by = args.by or os.environ.get("MLOPS_APPROVER") or getpass.getuser()
-    updated = registry.set_approval(group, args.version, APPROVED if approve else REJECTED, by=by, reason=args.reason or "")
+    updated = registry.set_approval(group, args.version, target, by=by, reason=args.reason or "")
     print(f"{group} {args.version}: {updated.status} by {by} at {updated.approval['at']}")
     return 0
 
