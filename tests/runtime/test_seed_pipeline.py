@@ -1,0 +1,215 @@
+"""
+The seed pipeline end to end on the real Airflow runtime, driven by the repository's own scripts:
+
+    GitLab job scripts (prepare, package, publish, trigger-train)  ->  trigger Lambda
+    -> scheduler: train (deferred to the triggerer), evaluate, gate, register
+    -> the manual `deploy` CI job  ->  approval in a real browser (Chromium)
+    -> deploy, smoke test, promote  ->  scheduled retrain with the released image
+    -> failure paths: a gate-failed release refused at deploy, a failing training on Slack.
+
+The tests run in file order and build on each other (one model's life); each step's duration
+is printed at the end of the session. Stand-ins, because they cannot run here: the docker CLI
+(tests/ci/fake_docker.py pushes manifests to moto's ECR) and GitLab's artifacts API (loopback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runtime_env import APPROVER, World, invoke, read_dotenv, timed
+
+pytestmark = pytest.mark.runtime
+
+STATE: dict[str, Any] = {}
+
+
+def _first_pipeline(world: World) -> tuple[Path, dict[str, str]]:
+    if "first" not in STATE:
+        pytest.fail("the first model pipeline did not run (see the first test's failure)")
+    return STATE["first"]
+
+
+def test_ci_publishes_and_triggers_one_training_and_the_schedule_trains_nothing(world: World) -> None:
+    repo = world.model_repo("first")
+    with timed("CI: prepare, package, publish (job scripts)"):
+        workdir, env = world.run_model_pipeline(repo, iid=7)
+    STATE["first"] = (workdir, env)
+    assert env["MLOPS_VERSION"] == "1.0.7"
+    # What the config references travelled with it: the local backend runs it on the worker.
+    for name in ("mlops.yaml", "release.json", "train.py", "evaluate.py", "inference.py", "smoke_payload.json"):
+        assert (world.published / "demo" / "breast-cancer" / name).is_file(), name
+    with timed("CI: trigger-train (Lambda -> api-server), DAG parsed by the dag-processor"):
+        world.ci_job("trigger.sh", "train", "train.env", workdir=workdir, env=env)
+    train = read_dotenv(workdir / "train.env")
+    STATE["train_run"] = train["MLOPS_DAG_RUN_ID"]
+
+    # The retrain DAG is unpaused at creation with a cron schedule: the scheduler runs its latest
+    # interval at once. With no version registered it must decide not to train.
+    world.wait_dag("retrain")
+    deadline = time.monotonic() + 90
+    while not world.runs("retrain") and time.monotonic() < deadline:
+        time.sleep(1)
+    for run in world.runs("retrain"):
+        world.wait_run("retrain", run["dag_run_id"], timeout=120)
+        states = world.ti_states("retrain", run["dag_run_id"])
+        assert states["trigger_train"] == "skipped", states
+        assert states["skip_retrain"] == "success", states
+    train_runs = world.runs("train")
+    assert [r["dag_run_id"] for r in train_runs] == [STATE["train_run"]], "only CI's trigger may train"
+
+
+def test_training_defers_to_the_triggerer_and_registers_the_release(world: World) -> None:
+    workdir, env = _first_pipeline(world)
+    run_id = STATE["train_run"]
+    with timed("train DAG through the scheduler (train, evaluate, gate, register, notify)"):
+        run = world.wait_run("train", run_id, timeout=300)
+    states = world.ti_states("train", run_id)
+    assert run["state"] == "success", states
+    assert states["gate_passed"] == "success", states
+    logs = world.task_logs("train", run_id, "train")
+    trigger_logs = {name: text for name, text in logs.items() if ".trigger." in name}
+    assert trigger_logs, f"the training job never deferred to the triggerer: {sorted(logs)}"
+    assert any("Trigger fired event" in text or "InProgress" in text for text in trigger_logs.values()), trigger_logs
+    version = world.registry().get("demo-breast-cancer", "1.0.0")
+    assert version.gate["passed"] is True
+    assert version.lineage["image_version"] == env["MLOPS_VERSION"]
+    assert version.lineage["image"] == env["MLOPS_IMAGE"]
+    assert version.lineage["commit"] == env["MLOPS_COMMIT"]
+
+
+def test_the_ci_deploy_job_parks_the_deploy_run_for_approval(world: World) -> None:
+    workdir, env = _first_pipeline(world)
+    with timed("CI: manual deploy job (Lambda -> deploy DAG) until awaiting_input"):
+        world.ci_job("trigger.sh", "deploy", "deploy.env", workdir=workdir, env=env)
+        run_id = read_dotenv(workdir / "deploy.env")["MLOPS_DAG_RUN_ID"]
+        world.wait_task("deploy", run_id, "approve", "awaiting_input", timeout=240)
+    STATE["deploy_run"] = run_id
+    resolved = world.task_instances("deploy", run_id)["resolve_version"]
+    assert resolved["state"] == "success"
+
+
+def test_a_person_approves_in_the_airflow_ui(world: World, chromium: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    run_id = STATE.get("deploy_run") or pytest.fail("no deploy run waits (see the test before)")
+    dag = world.dag_id("deploy")
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with timed("browser: log in, open Required Actions, approve"), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            login(page, world, APPROVER)
+            page.goto(f"{world.airflow.base_url}/dags/{dag}/runs/{run_id}/tasks/approve/required_actions")
+            page.get_by_text("1.0.0").first.wait_for(timeout=30_000)
+            body = page.inner_text("body")
+            page.screenshot(path=str(shots / "required-action.png"), full_page=True)
+            assert "demo-breast-cancer" in body and "1.0.0" in body, body[:2000]
+            assert "f1" in body, "the gate table is shown to the approver"
+            page.get_by_role("button", name="Approve").click()
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(shots / "approved.png"), full_page=True)
+        finally:
+            browser.close()
+    STATE["screenshots"] = shots
+
+
+def login(page: Any, world: World, user: str) -> None:
+    """The simple auth manager's login form, as a person fills it in."""
+    page.goto(f"{world.airflow.base_url}/")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(world.airflow.passwords[user])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+
+
+def test_the_approved_version_serves_the_smoke_payload_and_is_in_production(world: World) -> None:
+    run_id = STATE.get("deploy_run") or pytest.fail("no deploy run (see the tests before)")
+    with timed("deploy DAG after approval (deploy, smoke_test, promote, notify)"):
+        run = world.wait_run("deploy", run_id, timeout=240)
+    assert run["state"] == "success", world.ti_states("deploy", run_id)
+    version = world.registry().get("demo-breast-cancer", "1.0.0")
+    assert version.stage == "production"
+    assert version.approval["by"] == APPROVER
+    endpoint = json.loads((world.airflow.mlops_home / "endpoints" / "demo-breast-cancer" / "router.json").read_text())
+    payload = (world.published / "demo" / "breast-cancer" / "smoke_payload.json").read_bytes()
+    status, body = invoke(f"http://127.0.0.1:{endpoint['port']}", payload)
+    assert status == 200 and b"predictions" in body
+    # The model server the deploy started inherits no socket: the task ends with its work.
+    deploy_log = "\n".join(world.task_logs("deploy", run_id, "deploy").values())
+    assert "open sockets" not in deploy_log, deploy_log[-2000:]
+
+
+def test_the_scheduled_retrain_trains_the_released_image(world: World) -> None:
+    workdir, env = _first_pipeline(world)
+    # New data arrives (MWAA syncs it with the model's folder): the decision is to retrain.
+    data = world.published / "demo" / "breast-cancer" / "data" / "train" / "train.csv"
+    os.utime(data)
+    before = {r["dag_run_id"] for r in world.runs("train")}
+    with timed("retrain DAG (decide -> trigger_train) and the train run it starts"):
+        run = world.api().trigger_dag_run(world.dag_id("retrain"), "retrain-by-test", {})
+        world.wait_run("retrain", run["dag_run_id"], timeout=120)
+        states = world.ti_states("retrain", run["dag_run_id"])
+        assert states["trigger_train"] == "success", states
+        started = [r for r in world.runs("train") if r["dag_run_id"] not in before]
+        assert len(started) == 1, started
+        train_run = world.wait_run("train", started[0]["dag_run_id"], timeout=300)
+    assert train_run["state"] == "success", world.ti_states("train", train_run["dag_run_id"])
+    assert {k: train_run["conf"].get(k) for k in ("image", "version", "commit")} == {
+        "image": env["MLOPS_IMAGE"], "version": env["MLOPS_VERSION"], "commit": env["MLOPS_COMMIT"]}
+    newest = world.registry().latest("demo-breast-cancer")
+    assert newest.semver == "1.0.1"
+    assert newest.lineage["image"] == env["MLOPS_IMAGE"]
+    assert newest.lineage["requested_by"] == "retrain-schedule"
+
+
+def test_a_release_that_failed_its_gate_is_refused_by_the_ci_deploy_job(world: World) -> None:
+    def underfit(repo: Path) -> None:
+        config = repo / "mlops.yaml"
+        config.write_text(config.read_text().replace("C: 1.0", "C: 0.00005"))
+
+    repo = world.model_repo("underfit", underfit)
+    with timed("CI pipeline 8 (underfit model): publish, train, gate FAIL"):
+        workdir, env = world.run_model_pipeline(repo, iid=8)
+        world.ci_job("trigger.sh", "train", "train.env", workdir=workdir, env=env)
+        run_id = read_dotenv(workdir / "train.env")["MLOPS_DAG_RUN_ID"]
+        run = world.wait_run("train", run_id, timeout=300)
+    states = world.ti_states("train", run_id)
+    assert run["state"] == "success", states
+    assert states["gate_passed"] == "skipped", f"a failed gate must show in the Grid: {states}"
+    rejected = world.registry().latest("demo-breast-cancer")
+    assert rejected.status == "Rejected" and rejected.gate["passed"] is False
+    assert rejected.lineage["image_version"] == "1.0.8"
+
+    with timed("CI: deploy job for the gate-failed release"):
+        deploy = world.ci_job("trigger.sh", "deploy", "deploy.env", workdir=workdir, env=env, check=False)
+    assert deploy.returncode != 0, deploy.output
+    assert "gate" in deploy.output and "1.0.8" in deploy.output, deploy.output[-3000:]
+    assert f"{world.airflow.base_url}/dags/{world.dag_id('deploy')}/runs/" in deploy.output
+    assert world.registry().production("demo-breast-cancer").semver == "1.0.0"
+
+
+def test_a_failing_training_reaches_slack_and_fails_the_ci_job_with_the_run_link(world: World) -> None:
+    def crash(repo: Path) -> None:
+        (repo / "train.py").write_text("raise SystemExit('the training code has a bug')\n")
+
+    repo = world.model_repo("broken", crash)
+    before = len(world.slack.requests)
+    with timed("CI pipeline 9 (broken training): trigger-train until the run fails"):
+        workdir, env = world.run_model_pipeline(repo, iid=9)
+        env["MLOPS_TRIGGER_WAIT_FOR_RESULT"] = "true"
+        result = world.ci_job("trigger.sh", "train", "train.env", workdir=workdir, env=env, check=False, timeout=600)
+    assert result.returncode != 0, result.output
+    assert f"{world.airflow.base_url}/dags/{world.dag_id('train')}/runs/" in result.output, result.output[-3000:]
+    failures = [r for r in world.slack.requests[before:] if b"fail" in r.body.lower()]
+    assert failures, [r.body[:300] for r in world.slack.requests[before:]]
+    assert b"train" in failures[-1].body
+    assert b"xoxWebhookSecretToken42" not in b"".join(r.body for r in world.slack.requests)
+
