@@ -30,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,29 +59,20 @@ def tail(path: Path, lines: int = 25) -> str:
 
 
 def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """SIGTERM the process's group, then SIGKILL it if anything is left after ``timeout``."""
-    try:
-        pgid = os.getpgid(process.pid)
-    except ProcessLookupError:
-        pgid = None
-    if pgid is not None:
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    try:
+    """
+    SIGTERM the process's group, then SIGKILL whatever is left of it after ``timeout``.
+
+    The process must have been started with ``start_new_session=True``: its group id is its pid,
+    which stays valid for the group's other members after the leader itself has exited.
+    """
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
         process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    if pgid is not None:
-        try:
-            os.killpg(pgid, signal.SIGKILL)  # workers that ignored SIGTERM, or a hung component
-        except ProcessLookupError:
-            pass
-    try:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # workers that ignored SIGTERM, or a hung component
+    with suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------
@@ -165,10 +156,8 @@ class PostgresCluster:
             except (RuntimeStartError, subprocess.TimeoutExpired):
                 pid_file = self.data_dir / "postmaster.pid"
                 if pid_file.exists():
-                    try:
+                    with suppress(ProcessLookupError, ValueError):
                         os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
-                    except (ProcessLookupError, ValueError):
-                        pass
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None

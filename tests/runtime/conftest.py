@@ -8,7 +8,6 @@ runs as root on a fresh machine). A missing one fails the suite: it never skips.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from runtime_env import TIMINGS, World, start_world  # noqa: E402
+from runtime_env import TIMINGS, World, start_world
 
 pytestmark = pytest.mark.runtime
 
@@ -36,14 +35,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        pytest.fail("Debian's chromium is not installed: apt-get install -y chromium (scripts/test.sh does it)")
-    return path
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

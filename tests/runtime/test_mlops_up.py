@@ -4,7 +4,8 @@
 The command runs as a user runs it (a subprocess, SQLite, its own home); the test trains the
 example through the api-server, approves the deploy with ``mlops approve`` (the HITL REST path
 the UI uses), calls the endpoint, then presses Ctrl-C (SIGINT) and checks that every process
-the command started is gone.
+the command started is gone. Everything a person does goes through the UI in Chromium: log in,
+press Trigger on the train DAG, then on the deploy DAG, and Approve on its Required Action.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from browser import ui
 from runtime_env import REPO, invoke
 
 from airflow_provider_mlops.airflow_api import AirflowClient, free_port
@@ -59,24 +61,19 @@ def test_mlops_up_trains_approves_deploys_and_stops_on_ctrl_c(tmp_path: Path) ->
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                client.request("GET", f"/api/v2/dags/{DAG.format('train')}")
+                client.request("GET", f"/api/v2/dags/{DAG.format('deploy')}")
                 break
             except Exception:
                 time.sleep(1)
-        train = client.trigger_dag_run(DAG.format("train"), "first-training", {"requested_by": "test"})
-        assert _wait_run(client, DAG.format("train"), train["dag_run_id"]) == "success"
-
-        deploy = client.trigger_dag_run(DAG.format("deploy"), "first-deploy", {})
-        cli_env = {**env, "MLOPS_AIRFLOW_API_URL": client.base_url, "MLOPS_AIRFLOW_USERNAME": "admin",
-                   "MLOPS_AIRFLOW_PASSWORD": password, "MLOPS_HOME": str(home / "mlops")}
-        deadline = time.monotonic() + 120
-        while not client.pending_approvals(DAG.format("deploy")) and time.monotonic() < deadline:
-            time.sleep(1)
-        approved = subprocess.run([mlops, "approve", "demo/breast-cancer", "1.0.0", "--config",
-                                   str(REPO / "examples" / "breast-cancer" / "mlops.yaml")],
-                                  env=cli_env, capture_output=True, text=True, timeout=120)
-        assert approved.returncode == 0, approved.stdout + approved.stderr
-        assert _wait_run(client, DAG.format("deploy"), deploy["dag_run_id"]) == "success"
+        with ui(f"http://127.0.0.1:{port}", password, tmp_path / "screenshots") as page:
+            train_run = page.trigger(DAG.format("train"))
+            assert _wait_run(client, DAG.format("train"), train_run) == "success"
+            deploy_run = page.trigger(DAG.format("deploy"))
+            deadline = time.monotonic() + 120
+            while not client.pending_approvals(DAG.format("deploy")) and time.monotonic() < deadline:
+                time.sleep(1)
+            page.approve(DAG.format("deploy"), deploy_run, expect="1.0.0")
+            assert _wait_run(client, DAG.format("deploy"), deploy_run) == "success"
         router = json.loads((home / "mlops" / "endpoints" / "demo-breast-cancer" / "router.json").read_text())
         payload = (REPO / "examples" / "breast-cancer" / "smoke_payload.json").read_bytes()
         status, body = invoke(f"http://127.0.0.1:{router['port']}", payload)

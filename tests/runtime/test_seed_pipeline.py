@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import ui
 from runtime_env import APPROVER, World, invoke, read_dotenv, timed
 
 pytestmark = pytest.mark.runtime
@@ -93,41 +94,14 @@ def test_the_ci_deploy_job_parks_the_deploy_run_for_approval(world: World) -> No
     assert resolved["state"] == "success"
 
 
-def test_a_person_approves_in_the_airflow_ui(world: World, chromium: str, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
+def test_a_person_approves_in_the_airflow_ui(world: World, tmp_path: Path) -> None:
     run_id = STATE.get("deploy_run") or pytest.fail("no deploy run waits (see the test before)")
-    dag = world.dag_id("deploy")
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
-    with timed("browser: log in, open Required Actions, approve"), sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            login(page, world, APPROVER)
-            page.goto(f"{world.airflow.base_url}/dags/{dag}/runs/{run_id}/tasks/approve/required_actions")
-            page.get_by_text("1.0.0").first.wait_for(timeout=30_000)
-            body = page.inner_text("body")
-            page.screenshot(path=str(shots / "required-action.png"), full_page=True)
-            assert "demo-breast-cancer" in body and "1.0.0" in body, body[:2000]
-            assert "f1" in body, "the gate table is shown to the approver"
-            page.get_by_role("button", name="Approve").click()
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(shots / "approved.png"), full_page=True)
-        finally:
-            browser.close()
-    STATE["screenshots"] = shots
-
-
-def login(page: Any, world: World, user: str) -> None:
-    """The simple auth manager's login form, as a person fills it in."""
-    page.goto(f"{world.airflow.base_url}/")
-    page.get_by_label("Username").fill(user)
-    page.get_by_label("Password").fill(world.airflow.passwords[user])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+    with timed("browser: log in, open Required Actions, approve"), \
+            ui(world.airflow.base_url, world.airflow.passwords[APPROVER], tmp_path / "screenshots", user=APPROVER) as page:
+        shown = page.approve(world.dag_id("deploy"), run_id, expect="1.0.0")
+    assert "demo-breast-cancer" in shown and "Gate: PASSED" in shown, shown[:2000]
+    assert "f1" in shown and "0.98" in shown, "the gate table is shown to the approver"
+    assert "1.0.7" in shown or STATE["first"][1]["MLOPS_IMAGE"].split("@")[0] in shown, "the release is named"
 
 
 def test_the_approved_version_serves_the_smoke_payload_and_is_in_production(world: World) -> None:
