@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 from http.server import HTTPServer
 from pathlib import Path
@@ -52,3 +53,27 @@ def serve_until_terminated(server: HTTPServer, ready_file: Path) -> int:
     server.serve_forever(poll_interval=0.2)
     server.server_close()
     return 0
+
+
+def spawn_detached(
+    args: list[str], *, log_path: Path, cwd: str | Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """
+    Start a long-lived process that outlives the task that started it, holding nothing of the task.
+
+    Its stdin is ``/dev/null``, its stdout and stderr go to ``log_path`` (appended), it inherits
+    no other file descriptor and it leads a session of its own. Under a real scheduler the task's
+    supervisor waits for every socket the task holds (stdin is one) to close: a child that kept
+    one would hold the worker slot ("Process exited with open sockets") after the task ended.
+
+    :param args: the command line.
+    :param log_path: the log file, created when missing.
+    :param cwd: the working directory.
+    :param env: the whole environment (default: this process's).
+    :return: the started process.
+    """
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            close_fds=True, start_new_session=True,
+        )

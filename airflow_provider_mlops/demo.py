@@ -119,7 +119,7 @@ def run_demo(workdir: Path, *, keep_serving: bool = False, dags: Path = Path("da
         )
         approver.start()
         _say(f"Deploy DAG {deploy.dag_id}: resolve -> approve (waits for a person) -> deploy -> smoke test -> promote")
-        run(deploy, {"version": first.semver, "requested_by": "demo"})
+        run(deploy, {"model_version": first.semver, "requested_by": "demo"})
         approver.join(timeout=5)
         for key in ("MLOPS_AIRFLOW_API_URL", "MLOPS_AIRFLOW_USERNAME", "MLOPS_AIRFLOW_PASSWORD"):
             os.environ.pop(key, None)

@@ -5,15 +5,20 @@ Every error this package raises on purpose derives from :class:`MlopsError`, so 
 catch the whole family, or one branch of it::
 
     MlopsError
-    ├── ConfigError            an mlops.yaml (or a defaults file) is invalid
-    │   └── ConfigErrors       several configs are invalid; ``.errors`` holds each one
-    ├── InputError             a CLI argument, DAG run conf or event is invalid
+    ├── ConfigError *          an mlops.yaml (or a defaults file, or release.json) is invalid
+    │   └── ConfigErrors *     several configs are invalid; ``.errors`` holds each one
+    ├── InputError *           a CLI argument, DAG run conf or event is invalid
+    ├── MissingFileError *     a file or folder a config or run names does not exist
     ├── BackendError           a compute job could not be submitted, failed or was stopped
-    │   └── BackendNotAvailableError   the backend is configured but not usable here
+    │   └── BackendNotAvailableError *   the backend is configured but not usable here
     ├── RegistryError          the model registry refused an operation
-    │   └── VersionNotFoundError
+    │   └── VersionNotFoundError *   no such model version, or no version trained from a release
     ├── DeploymentError        an endpoint could not be created, updated or health-checked
-    └── NotificationSetupError a notification channel can't be used here (a missing extra)
+    │   └── DeployRefusedError *     the version may not be deployed (gate failed, Rejected, ...)
+    └── NotificationSetupError *     a notification channel can't be used here (a missing extra)
+
+``*``: :attr:`MlopsError.retryable` is False: no retry can fix it, so an operator fails its
+task at once, without retries (``AirflowFailException``, see ``operators/base.py``).
 
 Messages follow one rule: they name the file, DAG or object, the field, the bad value, what is
 allowed, and the fix.
@@ -25,10 +30,14 @@ from __future__ import annotations
 class MlopsError(Exception):
     """Base class of every error raised by airflow-provider-mlops."""
 
+    #: False when retrying the same task cannot succeed (a bad config, run conf or missing file):
+    #: the operators then fail the task at once instead of spending its retries.
+    retryable: bool = True
+
 
 class ConfigError(MlopsError):
     """
-    One invalid mlops.yaml or defaults file.
+    One invalid mlops.yaml or defaults file (or the release.json published beside it).
 
     :param path: the file that holds the bad value.
     :param line: the 1-based line of the bad value in ``path``, when known.
@@ -37,6 +46,8 @@ class ConfigError(MlopsError):
     :param problem: what is wrong, and what is allowed.
     :param fix: how to fix it.
     """
+
+    retryable = False
 
     def __init__(
         self,
@@ -93,6 +104,14 @@ class ConfigErrors(ConfigError):
 class InputError(MlopsError):
     """A CLI argument, DAG run conf or trigger event is invalid."""
 
+    retryable = False
+
+
+class MissingFileError(MlopsError):
+    """A file or folder that a config or a run names (payload, data, entrypoint, config) does not exist."""
+
+    retryable = False
+
 
 class BackendError(MlopsError):
     """A compute job could not be submitted, failed, or was stopped."""
@@ -101,18 +120,30 @@ class BackendError(MlopsError):
 class BackendNotAvailableError(BackendError):
     """The configured backend cannot be used in this installation (yet)."""
 
+    retryable = False
+
 
 class RegistryError(MlopsError):
     """The model registry refused an operation."""
 
 
 class VersionNotFoundError(RegistryError):
-    """The requested model version does not exist in the registry."""
+    """The requested model version does not exist, or no version was trained from the requested release."""
+
+    retryable = False
 
 
 class DeploymentError(MlopsError):
     """An endpoint could not be created, updated, or health-checked."""
 
 
+class DeployRefusedError(DeploymentError):
+    """The version may not be deployed: its gate failed, it was Rejected, or it is not Approved."""
+
+    retryable = False
+
+
 class NotificationSetupError(MlopsError):
     """A notification channel can't be used in this installation (a missing extra); retrying would not help."""
+
+    retryable = False

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from airflow_provider_mlops.backends import ComputeBackend, get_compute_backend
 from airflow_provider_mlops.config.loader import LoadedConfig, load_config
-from airflow_provider_mlops.exceptions import InputError
+from airflow_provider_mlops.exceptions import InputError, MissingFileError
 from airflow_provider_mlops.naming import model_group
 from airflow_provider_mlops.registry import ModelRegistry, get_registry
+from airflow_provider_mlops.registry.releases import RELEASE_FILE
 from airflow_provider_mlops.versioning import SEMVER_RE, SemVer
 
 HOME_ENV = "MLOPS_HOME"
@@ -31,7 +32,14 @@ def _cached_config(path: str, root: str | None, mtime_ns: int) -> LoadedConfig:
 
 def config_at(path: str, root: str | None = None) -> LoadedConfig:
     """Load a config at run time; cached until the file changes."""
-    return _cached_config(path, root, Path(path).stat().st_mtime_ns)
+    try:
+        mtime_ns = Path(path).stat().st_mtime_ns
+    except FileNotFoundError:
+        raise MissingFileError(
+            f"the model config {path} does not exist: was it unpublished or moved? The DAG was parsed from it; "
+            "publish it again, or wait for the DAG to disappear"
+        ) from None
+    return _cached_config(path, root, mtime_ns)
 
 
 def mlops_home(loaded: LoadedConfig) -> Path:
@@ -70,6 +78,11 @@ def registry_for(loaded: LoadedConfig) -> ModelRegistry:
                       inference_instance_types=[deployment.instance_type],
                       tag_model_packages=loaded.config.aws.tag_model_packages)
     return get_registry(name, **kwargs)
+
+
+def release_file(loaded: LoadedConfig) -> Path:
+    """Where CI's publish job puts the model's last release: ``release.json`` beside mlops.yaml."""
+    return loaded.path.parent / RELEASE_FILE
 
 
 def group_of(loaded: LoadedConfig) -> str:
@@ -117,12 +130,31 @@ class TrainRunConf(_Conf):
 
 
 class DeployRunConf(_Conf):
-    """The DAG run conf a deploy run accepts."""
+    """
+    The DAG run conf a deploy run accepts (docs/versions.md).
+
+    ``model_version`` names a model version (``MAJOR.MINOR.<registry patch>``); ``version``,
+    ``image`` and ``commit`` name a release (what CI tags, ``MAJOR.MINOR.<build number>``), and
+    the run deploys the newest model version trained from it that passed its gate.
+    """
+
+    model_version: Annotated[str, Field(pattern=SEMVER_RE.pattern)] | None = None
+    version: Annotated[str, Field(pattern=SEMVER_RE.pattern)] | None = None
+    image: Annotated[str, Field(max_length=512)] | None = None
+    commit: Annotated[str, Field(pattern=r"^[0-9a-f]{7,40}$")] | None = None
+    requested_by: Annotated[str, Field(max_length=128)] | None = None
+    action: str | None = None
+    project: str | None = None
+    model: str | None = None
+
+
+class RetrainRunConf(_Conf):
+    """The DAG run conf a retrain run accepts: CI's retrain job sends the last release."""
 
     version: Annotated[str, Field(pattern=SEMVER_RE.pattern)] | None = None
+    image: Annotated[str, Field(max_length=512)] | None = None
+    commit: Annotated[str, Field(pattern=r"^[0-9a-f]{7,40}$")] | None = None
     requested_by: Annotated[str, Field(max_length=128)] | None = None
-    image: str | None = None
-    commit: str | None = None
     action: str | None = None
     project: str | None = None
     model: str | None = None

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 # doc -> (README heading, or None when the doc's own sections become README sections; their level)
 SECTIONS: dict[str, tuple[str | None, int]] = {
     "local-airflow.md": ("## Run your own model on a local Airflow", 3),
+    "versions.md": ("## Versions: releases and model versions", 3),
     "sagemaker.md": ("## Running on SageMaker", 3),
     "kubernetes.md": ("## GPU training on Kubernetes", 3),
     "notifications.md": ("## Notifications", 3),

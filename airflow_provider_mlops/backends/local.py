@@ -18,12 +18,11 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_mlops._proc import pid_alive, write_json_atomic
+from airflow_provider_mlops._proc import pid_alive, spawn_detached, write_json_atomic
 from airflow_provider_mlops.backends.base import (
     COMPLETED,
     FAILED,
@@ -33,7 +32,7 @@ from airflow_provider_mlops.backends.base import (
     JobState,
     parse_metrics,
 )
-from airflow_provider_mlops.exceptions import BackendError
+from airflow_provider_mlops.exceptions import BackendError, MissingFileError
 
 
 def command_for(entrypoint: str) -> list[str]:
@@ -96,21 +95,16 @@ class LocalComputeBackend:
             return self._reattach(spec, run_dir)
         self._lay_out(run_dir, spec)
         write_json_atomic(run_dir / "spec.json", spec.to_dict())
-        log = open(run_dir / "stdout.log", "wb")  # noqa: SIM115 - handed to the child process
         try:
-            process = subprocess.Popen(
+            process = spawn_detached(
                 [sys.executable, "-m", "airflow_provider_mlops.backends.local_runner", str(run_dir)],
+                log_path=run_dir / "stdout.log",
                 cwd=spec.source_dir,
                 env={**os.environ, **container_env(run_dir, spec)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
         except OSError as exc:
             write_json_atomic(run_dir / "status.json", {"status": FAILED, "failure_reason": f"could not start: {exc}"})
             raise BackendError(f"local job {spec.name} could not start: {exc}") from exc
-        finally:
-            log.close()
         write_json_atomic(run_dir / "job.json", {"pid": process.pid})
         return self.poll(spec.name)
 
@@ -140,7 +134,10 @@ class LocalComputeBackend:
                     "local folders only (use a path, or backend: sagemaker for s3:// data)"
                 )
             if not source.exists():
-                raise BackendError(f"local job {spec.name}: channel {name!r} folder {source} does not exist")
+                raise MissingFileError(
+                    f"local job {spec.name}: channel {name!r} folder {source} does not exist; "
+                    "local channel paths resolve from the folder of mlops.yaml"
+                )
             (run_dir / "input/data" / name).symlink_to(source.resolve(), target_is_directory=source.is_dir())
 
     def poll(self, name: str) -> JobState:

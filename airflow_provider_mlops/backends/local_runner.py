@@ -24,7 +24,8 @@ def main(run_dir_arg: str) -> int:
     args: list[str] = []
     for key, value in spec.get("hyperparameters", {}).items():
         args += [f"--{key}", str(value)]
-    child = subprocess.Popen(command_for(spec["entrypoint"]) + args)
+    # Same process group (a stop signals the whole group); stdout and stderr are the job's log.
+    child = subprocess.Popen(command_for(spec["entrypoint"]) + args, stdin=subprocess.DEVNULL, close_fds=True)
 
     def forward(signum: int, _frame: object) -> None:
         child.send_signal(signum)

@@ -60,13 +60,19 @@ def plan_model(loaded: LoadedConfig, root: str | None = None) -> list[DagSpec]:
         tags=(*tags, "train"),
         owner=cfg.owner,
         doc_md=doc,
-        tasks=_chain(
-            ("train", "train", common),
-            ("evaluate", "evaluate", common),
-            ("gate", "gate", common),
-            ("register", "register", common),
-            ("notify", "notify", {**common, "event": "training_finished", "source_task_id": "register"}),
+        tasks=(
+            *_chain(
+                ("train", "train", common),
+                ("evaluate", "evaluate", common),
+                ("gate", "gate", common),
+                ("register", "register", common),
+                ("notify", "notify", {**common, "event": "training_finished", "source_task_id": "register"}),
+            ),
+            # A leaf that is skipped when the gate failed: visible in the Grid, the run still succeeds.
+            TaskSpec("gate_passed", "gate_passed", common, ("register",)),
         ),
+        # One training per model at a time: CI, a person and the retrain schedule never overlap.
+        max_active_runs=1,
     )
     approve = ("approve", "approve_manual" if cfg.deployment.approval == "manual" else "approve_auto", common)
     deploy = DagSpec(
@@ -98,8 +104,7 @@ def plan_model(loaded: LoadedConfig, root: str | None = None) -> list[DagSpec]:
         doc_md=doc,
         tasks=(
             decide,
-            TaskSpec("trigger_train", "trigger_dag_run",
-                     {"trigger_dag_id": train_id, "conf": {"requested_by": "retrain-schedule"}}, ("decide",)),
+            TaskSpec("trigger_train", "trigger_train", {"trigger_dag_id": train_id}, ("decide",)),
             TaskSpec("skip_retrain", "empty", {}, ("decide",)),
         ),
         max_active_runs=1,

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG
 
 from airflow_provider_mlops.factory.plan import DagSpec
@@ -23,6 +22,7 @@ from airflow_provider_mlops.operators import (
     MlopsDeployOperator,
     MlopsEvaluateOperator,
     MlopsGateOperator,
+    MlopsGatePassedOperator,
     MlopsNotifyOperator,
     MlopsPromoteOperator,
     MlopsRegisterOperator,
@@ -30,6 +30,7 @@ from airflow_provider_mlops.operators import (
     MlopsRetrainDecisionOperator,
     MlopsSmokeTestOperator,
     MlopsTrainOperator,
+    MlopsTriggerTrainOperator,
 )
 
 OPERATORS: dict[str, type[Any]] = {
@@ -37,6 +38,7 @@ OPERATORS: dict[str, type[Any]] = {
     "evaluate": MlopsEvaluateOperator,
     "gate": MlopsGateOperator,
     "register": MlopsRegisterOperator,
+    "gate_passed": MlopsGatePassedOperator,
     "notify": MlopsNotifyOperator,
     "resolve_version": MlopsResolveVersionOperator,
     "approve_manual": MlopsApprovalOperator,
@@ -45,7 +47,7 @@ OPERATORS: dict[str, type[Any]] = {
     "smoke_test": MlopsSmokeTestOperator,
     "promote": MlopsPromoteOperator,
     "retrain_decision": MlopsRetrainDecisionOperator,
-    "trigger_dag_run": TriggerDagRunOperator,
+    "trigger_train": MlopsTriggerTrainOperator,
     "empty": EmptyOperator,
 }
 

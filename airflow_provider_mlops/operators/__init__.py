@@ -9,8 +9,12 @@ from airflow_provider_mlops.operators.deploy import (
     MlopsSmokeTestOperator,
 )
 from airflow_provider_mlops.operators.notify import MlopsNotifyOperator
-from airflow_provider_mlops.operators.register import MlopsGateOperator, MlopsRegisterOperator
-from airflow_provider_mlops.operators.retrain import MlopsRetrainDecisionOperator
+from airflow_provider_mlops.operators.register import (
+    MlopsGateOperator,
+    MlopsGatePassedOperator,
+    MlopsRegisterOperator,
+)
+from airflow_provider_mlops.operators.retrain import MlopsRetrainDecisionOperator, MlopsTriggerTrainOperator
 from airflow_provider_mlops.operators.train import MlopsEvaluateOperator, MlopsTrainOperator
 
 __all__ = [
@@ -19,6 +23,7 @@ __all__ = [
     "MlopsDeployOperator",
     "MlopsEvaluateOperator",
     "MlopsGateOperator",
+    "MlopsGatePassedOperator",
     "MlopsNotifyOperator",
     "MlopsPromoteOperator",
     "MlopsRegisterOperator",
@@ -26,4 +31,5 @@ __all__ = [
     "MlopsRetrainDecisionOperator",
     "MlopsSmokeTestOperator",
     "MlopsTrainOperator",
+    "MlopsTriggerTrainOperator",
 ]

@@ -1,18 +1,22 @@
-"""Shared operator plumbing: the config a task runs on, and the job-running base class."""
+"""
+Shared operator plumbing: the config a task runs on, failing fast, and the job-running base class.
+"""
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_mlops import runtime
 from airflow_provider_mlops.backends.base import COMPLETED, STOPPED, JobSpec, JobState
-from airflow_provider_mlops.exceptions import BackendError
+from airflow_provider_mlops.exceptions import BackendError, MlopsError
 from airflow_provider_mlops.links.console import MlopsConsoleLink, MlopsLogsLink, push_links
 from airflow_provider_mlops.naming import job_name
 
@@ -24,9 +28,45 @@ if TYPE_CHECKING:
     from airflow_provider_mlops.registry import ModelRegistry
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+#: The methods through which Airflow runs an operator's work; :func:`fail_fast` wraps each one.
+FAIL_FAST_METHODS = ("choose_branch", "execute", "execute_complete")
+
+
+def fail_fast(method: _Method) -> _Method:
+    """
+    Turn an error no retry can fix into ``AirflowFailException``: the task fails at once, unretried.
+
+    Which errors those are is :attr:`MlopsError.retryable` (a bad config or run conf, a missing
+    file, an unknown version, a refused deploy). The message stays the same, and the original
+    error is chained as the cause. Every other exception passes through unchanged.
+
+    :param method: an operator method (``execute``, ``execute_complete``, ``choose_branch``).
+    :return: the wrapped method.
+    """
+    if getattr(method, "__mlops_fail_fast__", False):
+        return method
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except MlopsError as exc:
+            if exc.retryable:
+                raise
+            raise AirflowFailException(str(exc)) from exc
+
+    wrapper.__mlops_fail_fast__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
 class MlopsConfigMixin:
     """
     Gives an operator the model config it runs on, loaded at run time (never at parse time).
+
+    Every subclass's ``execute``, ``execute_complete`` and ``choose_branch`` go through
+    :func:`fail_fast`, so an error no retry can fix fails the task without spending retries.
 
     :param config_path: the model's ``mlops.yaml``.
     :param config_root: the folder its layered defaults are searched up to.
@@ -34,6 +74,13 @@ class MlopsConfigMixin:
 
     config_path: str
     config_root: str | None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in FAIL_FAST_METHODS:
+            method = cls.__dict__.get(name)
+            if callable(method):
+                setattr(cls, name, fail_fast(method))
 
     @cached_property
     def loaded(self) -> LoadedConfig:

@@ -10,11 +10,18 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from airflow_provider_mlops import runtime
-from airflow_provider_mlops.exceptions import DeploymentError, RegistryError
+from airflow_provider_mlops.exceptions import (
+    DeploymentError,
+    DeployRefusedError,
+    InputError,
+    MissingFileError,
+    VersionNotFoundError,
+)
 from airflow_provider_mlops.gate import gate_table_markdown
 from airflow_provider_mlops.links.console import MlopsConsoleLink, MlopsLogsLink, push_links
 from airflow_provider_mlops.operators.base import MlopsBaseOperator, MlopsConfigMixin
 from airflow_provider_mlops.registry.base import APPROVED, PENDING, REJECTED, ModelVersion
+from airflow_provider_mlops.registry.releases import Release, release_of, resolve_release, trained_from
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -34,9 +41,16 @@ def _serving(operator: MlopsConfigMixin) -> ServingBackend:
 
 class MlopsResolveVersionOperator(MlopsBaseOperator):
     """
-    Pick the version to deploy: the run conf's ``version``, else the newest one awaiting approval.
+    Pick the model version to deploy, from the run conf (``docs/versions.md``).
 
-    Rejected versions are refused with the reason that rejected them.
+    - ``model_version``: that model version.
+    - ``version`` / ``image`` (and ``commit``): a CI release; the newest model version trained
+      from it (its lineage's ``image_version`` or ``image``) whose gate passed and which is not
+      Rejected. A release whose versions all failed the gate is refused, naming them.
+    - neither: the newest version awaiting deployment.
+
+    Rejected versions are refused with the reason that rejected them. The smoke test's payload
+    file is checked here, before anything is deployed.
 
     :param config_path: the model's ``mlops.yaml``.
     :param config_root: the folder its layered defaults are searched up to.
@@ -45,26 +59,66 @@ class MlopsResolveVersionOperator(MlopsBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         conf = runtime.parse_conf(runtime.DeployRunConf, context["dag_run"].conf, self.dag_id, self.loaded)
-        if conf.version:
-            version = self.registry.get(self.group, conf.version)
+        self._check_payload_file()
+        release = Release(version=conf.version, image=conf.image, commit=conf.commit)
+        if conf.model_version:
+            version = self._model_version(conf.model_version, release)
+        elif release:
+            version = resolve_release(self.group, self.registry.list_versions(self.group), release)
+            self.log.info("Release %s of %s trained model version %s", release.describe(), self.group, version.semver)
         else:
             candidates = [v for v in self.registry.list_versions(self.group) if v.status in (PENDING, APPROVED) and v.stage is None]
             if not candidates:
-                raise RegistryError(
+                raise VersionNotFoundError(
                     f"{self.group} has no version awaiting deployment; train one first, or pass "
-                    '{"version": "X.Y.Z"} in the DAG run conf'
+                    '{"model_version": "X.Y.Z"} (a model version) or {"version": "X.Y.Z"} (a CI release) '
+                    "in the DAG run conf"
                 )
             version = candidates[-1]
         if version.status == REJECTED:
-            raise RegistryError(
+            raise DeployRefusedError(
                 f"{self.group} version {version.semver} is Rejected ({version.approval.get('reason') or 'no reason'}, "
                 f"by {version.approval.get('by')}); it can't be deployed"
             )
         self.log.info("Deploying %s version %s (%s)", self.group, version.semver, version.status)
         return {**version.to_dict(), "approval_body": approval_body(version, self.loaded.config.endpoint_name)}
 
+    def _model_version(self, semver: str, release: Release) -> ModelVersion:
+        """An explicit model version; a release given beside it must be the one it was trained from."""
+        try:
+            version = self.registry.get(self.group, semver)
+        except VersionNotFoundError as exc:
+            versions = self.registry.list_versions(self.group)
+            if any(release_of(v).version == semver for v in versions):
+                raise VersionNotFoundError(
+                    f"{exc}. {semver} is a release (an image version CI tagged): did you mean "
+                    f'{{"version": "{semver}"}}?'
+                ) from exc
+            raise
+        if release and not trained_from(version, release):
+            raise InputError(
+                f"DAG run conf of {self.dag_id}: model_version {semver} was trained from the release "
+                f"{release_of(version).describe()}, not {release.describe()}; pass one of the two"
+            )
+        return version
+
+    def _check_payload_file(self) -> None:
+        payload_file = self.loaded.config.deployment.smoke_test.payload_file
+        if payload_file and not Path(self.loaded.resolve(payload_file)).is_file():
+            raise MissingFileError(
+                f"{self.loaded.path}: deployment.smoke_test.payload_file {payload_file!r} does not exist at "
+                f"{self.loaded.resolve(payload_file)}; publish it beside mlops.yaml, or set smoke_test.payload"
+            )
+
 
 def approval_body(version: ModelVersion, endpoint: str) -> str:
+    """
+    The approver's Markdown: the model version, its gate table and the release it was trained from.
+
+    :param version: the version to deploy.
+    :param endpoint: the endpoint it goes to.
+    :return: Markdown for the HITL body.
+    """
     gate = gate_table_markdown(version.gate) if version.gate.get("rows") else "_no gate result recorded_"
     lineage = version.lineage
     return "\n".join(
@@ -73,6 +127,7 @@ def approval_body(version: ModelVersion, endpoint: str) -> str:
             "",
             gate,
             "",
+            f"- release (image version): `{lineage.get('image_version') or 'none recorded'}`",
             f"- image: `{lineage.get('image')}`",
             f"- commit: `{lineage.get('commit')}`",
             f"- data: `{json.dumps(lineage.get('data'))}`",
@@ -169,7 +224,7 @@ class MlopsDeployOperator(MlopsBaseOperator):
         resolved = context["ti"].xcom_pull(task_ids=RESOLVE_TASK)
         version = self.registry.get(self.group, resolved["semver"])
         if version.status != APPROVED:
-            raise DeploymentError(f"{self.group} version {version.semver} is {version.status}, not Approved; it can't be deployed")
+            raise DeployRefusedError(f"{self.group} version {version.semver} is {version.status}, not Approved; it can't be deployed")
         deployed = deploy_version(self, version)
         push_links(context, deployed.get("links"))
         return deployed
@@ -196,7 +251,10 @@ class MlopsSmokeTestOperator(MlopsBaseOperator):
         smoke = self.loaded.config.deployment.smoke_test
         payload = smoke.payload or ""
         if smoke.payload_file:
-            payload = Path(self.loaded.resolve(smoke.payload_file)).read_text()
+            path = Path(self.loaded.resolve(smoke.payload_file))
+            if not path.is_file():
+                raise MissingFileError(f"{self.loaded.path}: deployment.smoke_test.payload_file {path} does not exist")
+            payload = path.read_text()
         status, _, body = _serving(self).invoke(deployed, payload.encode(), smoke.content_type)
         if status != 200:
             previous = deployed.get("previous_version")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk.exceptions import AirflowSkipException
+
 from airflow_provider_mlops.gate import evaluate_gate, gate_table_markdown
 from airflow_provider_mlops.links.console import MlopsConsoleLink, push_links
 from airflow_provider_mlops.operators.base import MlopsBaseOperator
@@ -111,3 +113,55 @@ class MlopsRegisterOperator(MlopsBaseOperator):
         self.log.info("Registered %s version %s (%s)", self.group, version.semver, version.status)
         push_links(context, {"console": version.lineage.get("console_url")})
         return version.to_dict()
+
+
+def gate_failure_reason(record: dict[str, Any]) -> str:
+    """
+    Why a registered version failed its gate, in one line: each failed metric and rule.
+
+    :param record: the register task's XCom (a version record with its ``gate``).
+    :return: for example ``demo-x 1.0.1 failed the evaluation gate: f1 0.91 (delta >= -0.01)``.
+    """
+    failures = []
+    for row in record.get("gate", {}).get("rows", []):
+        if row.get("passed"):
+            continue
+        rules = ", ".join(str(c.get("rule")) for c in row.get("checks", []) if not c.get("passed"))
+        candidate = row.get("candidate")
+        value = f" {candidate:.4g}" if isinstance(candidate, (int, float)) else ""
+        failures.append(f"{row.get('metric')}{value} ({rules or 'failed'})")
+    what = "; ".join(failures) or "no rule recorded"
+    return (
+        f"{record.get('group')} {record.get('semver')} failed the evaluation gate: {what}. "
+        f"It is registered as {record.get('status')} and won't be deployed"
+    )
+
+
+class MlopsGatePassedOperator(MlopsBaseOperator):
+    """
+    Show the gate's outcome in the Grid: ``success`` when the candidate passed, ``skipped`` when not.
+
+    A leaf after the register step: the version is registered (Rejected, with its gate table)
+    whatever the gate decided, and the notification still goes out; this task makes a failed
+    gate visible at a glance, with the failed rules as the skip reason.
+
+    :param config_path: the model's ``mlops.yaml``.
+    :param config_root: the folder its layered defaults are searched up to.
+    :param register_task_id: the task whose XCom holds the registered version.
+    :return: ``{"passed", "semver"}`` when the gate passed.
+    """
+
+    ui_color = "#e8fde9"
+
+    def __init__(self, *, register_task_id: str = "register", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.register_task_id = register_task_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        record = context["ti"].xcom_pull(task_ids=self.register_task_id) or {}
+        if not record.get("gate", {}).get("passed"):
+            reason = gate_failure_reason(record)
+            self.log.warning("%s", reason)
+            raise AirflowSkipException(reason)
+        self.log.info("%s %s passed the evaluation gate", record.get("group"), record.get("semver"))
+        return {"passed": True, "semver": record.get("semver")}

@@ -1,6 +1,10 @@
 """
 Local endpoints: a stable router port in front of one model-server process per version.
 
+The router and servers are started detached (:func:`~airflow_provider_mlops._proc.spawn_detached`):
+stdin ``/dev/null``, no inherited descriptors, a session of their own, output to log files, so a
+deploy task ends when its work ends.
+
 A deploy starts the new version's server, health-checks it on ``/ping``, switches the router
 (one atomic file write), checks the router now answers with the new version, and only then
 stops the old server. If the new server fails its health check it is stopped and the previous
@@ -20,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops._proc import pid_alive, write_json_atomic
+from airflow_provider_mlops._proc import pid_alive, spawn_detached, write_json_atomic
 from airflow_provider_mlops.airflow_api import free_port
 from airflow_provider_mlops.exceptions import DeploymentError
 
@@ -109,11 +113,10 @@ class LocalServing:
             return f"http://127.0.0.1:{router['port']}"
         port = port or router.get("port") or free_port()
         (state / "router.port").unlink(missing_ok=True)
-        with open(state / "router.log", "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "airflow_provider_mlops.serving.router", "--state-dir", str(state), "--port", str(port)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        process = spawn_detached(
+            [sys.executable, "-m", "airflow_provider_mlops.serving.router", "--state-dir", str(state), "--port", str(port)],
+            log_path=state / "router.log",
+        )
         write_json_atomic(router_file, {"pid": process.pid, "port": port})
         self._wait_for_file(state / "router.port", process, timeout, f"endpoint {endpoint} router", state / "router.log")
         return f"http://127.0.0.1:{port}"
@@ -169,12 +172,11 @@ class LocalServing:
         server_dir.mkdir(parents=True)
         port_file = server_dir / "port"
         log_path = server_dir / "server.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "airflow_provider_mlops.serving.server", "--model-dir", model_dir,
-                 "--code-dir", code_dir, "--entrypoint", entrypoint, "--port-file", str(port_file), "--version", version],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=code_dir,
-            )
+        process = spawn_detached(
+            [sys.executable, "-m", "airflow_provider_mlops.serving.server", "--model-dir", model_dir,
+             "--code-dir", code_dir, "--entrypoint", entrypoint, "--port-file", str(port_file), "--version", version],
+            log_path=log_path, cwd=code_dir,
+        )
         try:
             server_port = self._wait_for_file(port_file, process, health_timeout, f"model server for {endpoint} {version}", log_path)
             upstream = f"http://127.0.0.1:{server_port}"

@@ -17,7 +17,6 @@ import airflow.providers.standard.operators.trigger_dagrun
 import airflow.sdk  # noqa: F401
 import yaml
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG
 
 from airflow_provider_mlops.notifications.callbacks import MlopsFailureNotifier
@@ -27,6 +26,7 @@ from airflow_provider_mlops.operators import (
     MlopsDeployOperator,
     MlopsEvaluateOperator,
     MlopsGateOperator,
+    MlopsGatePassedOperator,
     MlopsNotifyOperator,
     MlopsPromoteOperator,
     MlopsRegisterOperator,
@@ -34,6 +34,7 @@ from airflow_provider_mlops.operators import (
     MlopsRetrainDecisionOperator,
     MlopsSmokeTestOperator,
     MlopsTrainOperator,
+    MlopsTriggerTrainOperator,
 )
 
 START_DATE = datetime(2024, 1, 1)
@@ -116,7 +117,7 @@ def build_model(cfg, path, root):
             },
         )
 
-    train = dag("train", f"Train, evaluate, gate and register {project}/{model} {version}.x")
+    train = dag("train", f"Train, evaluate, gate and register {project}/{model} {version}.x", max_active_runs=1)
     _chain(train, [
         (MlopsTrainOperator, "train", common),
         (MlopsEvaluateOperator, "evaluate", common),
@@ -124,6 +125,7 @@ def build_model(cfg, path, root):
         (MlopsRegisterOperator, "register", common),
         (MlopsNotifyOperator, "notify", {**common, "event": "training_finished", "source_task_id": "register"}),
     ])
+    train.get_task("register") >> MlopsGatePassedOperator(task_id="gate_passed", dag=train, **common)
     endpoint = deployment.get("endpoint_name") or f"{project}-{model}"
     deploy = dag("deploy", f"Approve and deploy {project}/{model} to endpoint {endpoint}", max_active_runs=1)
     _chain(deploy, [
@@ -139,9 +141,7 @@ def build_model(cfg, path, root):
         schedule=cfg.get("schedule", {}).get("retrain_cron"), max_active_runs=1,
     )
     decide = MlopsRetrainDecisionOperator(task_id="decide", dag=retrain, **common)
-    decide >> TriggerDagRunOperator(
-        task_id="trigger_train", dag=retrain, trigger_dag_id=train.dag_id, conf={"requested_by": "retrain-schedule"},
-    )
+    decide >> MlopsTriggerTrainOperator(task_id="trigger_train", dag=retrain, trigger_dag_id=train.dag_id)
     decide >> EmptyOperator(task_id="skip_retrain", dag=retrain)
     return train, deploy, retrain
 

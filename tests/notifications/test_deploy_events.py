@@ -44,7 +44,7 @@ def _deploy(server: Any, dag: Any, version: str, option: str) -> str:
     errors: list[BaseException] = []
     thread = threading.Thread(target=_answer_when_waiting, args=(server.client(), dag.dag_id, option, errors), daemon=True)
     thread.start()
-    run = dag.test(run_conf={"version": version, "requested_by": "notifications-test"})
+    run = dag.test(run_conf={"model_version": version, "requested_by": "notifications-test"})
     thread.join(timeout=10)
     assert not errors, errors
     return str(run.state)

@@ -93,7 +93,7 @@ def test_example_trains_evaluates_registers_approves_and_deploys(
     assert "cloudwatch" in str(_xcom(train, "evaluate", "_link_MlopsLogsLink"))
     assert "model-package-groups" in str(_xcom(train, "register", "_link_MlopsConsoleLink"))
 
-    deploy = dags["deploy"].test(run_conf={"version": "1.0.0", "requested_by": "pytest"})
+    deploy = dags["deploy"].test(run_conf={"model_version": "1.0.0", "requested_by": "pytest"})
     assert _state(deploy) == "success"
     endpoint = sm.describe_endpoint(EndpointName=ENDPOINT)
     deployed = _xcom(deploy, "deploy")
@@ -299,7 +299,7 @@ def test_deploying_a_newer_version_updates_the_endpoint_blue_green(
     dags = {spec.kind: render_dag(spec) for spec in plan_model(loaded)}
     for semver in ("1.0.0", "1.0.1"):
         assert _state(dags["train"].test(run_conf={"requested_by": "pytest"})) == "success"
-        deploy = dags["deploy"].test(run_conf={"version": semver, "requested_by": "pytest"})
+        deploy = dags["deploy"].test(run_conf={"model_version": semver, "requested_by": "pytest"})
         assert _state(deploy) == "success"
     deployed = _xcom(deploy, "deploy")
     assert (deployed["action"], deployed["version"], deployed["previous_version"]) == ("update", "1.0.1", "1.0.0")
@@ -315,7 +315,7 @@ def test_deploying_a_newer_version_updates_the_endpoint_blue_green(
     assert registry.get(GROUP, "1.0.0").stage == "archived"
 
     # Rollback: the deploy DAG with the previous approved version puts it back, blue/green again.
-    rollback = dags["deploy"].test(run_conf={"version": "1.0.0", "requested_by": "pytest"})
+    rollback = dags["deploy"].test(run_conf={"model_version": "1.0.0", "requested_by": "pytest"})
     assert _state(rollback) == "success"
     rolled = _xcom(rollback, "deploy")
     assert (rolled["action"], rolled["version"], rolled["previous_version"]) == ("update", "1.0.0", "1.0.1")

@@ -31,12 +31,15 @@ def test_every_example_config_loads_with_zero_import_errors(airflow_db: Path) ->
     expected = {dag_id(c.config.project, c.config.model, k) for c in configs for k in DAG_KINDS}
     assert expected <= set(bag.dag_ids)
     train = bag.get_dag(dag_id("demo", "breast-cancer", "train"))
-    assert [t.task_id for t in train.topological_sort()] == ["train", "evaluate", "gate", "register", "notify"]
+    assert [t.task_id for t in train.topological_sort()][:4] == ["train", "evaluate", "gate", "register"]
+    assert train.get_task("register").downstream_task_ids == {"notify", "gate_passed"}
+    assert train.max_active_runs == 1  # one training per model at a time
     deploy = bag.get_dag(dag_id("demo", "breast-cancer", "deploy"))
     assert type(deploy.get_task("approve")).__name__ == "MlopsApprovalOperator"
     assert type(bag.get_dag(dag_id("demo", "diabetes", "deploy")).get_task("approve")).__name__ == "MlopsAutoApproveOperator"
     retrain = bag.get_dag(dag_id("demo", "breast-cancer", "retrain"))
     assert retrain.timetable.expression == "0 3 * * *"
+    assert type(retrain.get_task("trigger_train")).__name__ == "MlopsTriggerTrainOperator"
 
 
 def test_a_bad_config_costs_only_its_own_model(airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

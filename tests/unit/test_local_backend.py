@@ -13,7 +13,7 @@ import pytest
 
 from airflow_provider_mlops.backends.base import COMPLETED, FAILED, IN_PROGRESS, STOPPED, JobSpec
 from airflow_provider_mlops.backends.local import LocalComputeBackend
-from airflow_provider_mlops.exceptions import BackendError
+from airflow_provider_mlops.exceptions import BackendError, MissingFileError
 
 SCRIPT = textwrap.dedent(
     """
@@ -129,8 +129,9 @@ def test_a_job_whose_process_died_is_failed_not_waited_on_forever(workspace: Pat
     assert state.status == FAILED and "died" in (state.failure_reason or "")
 
 
-def test_missing_channel_folder_is_a_clear_error(workspace: Path) -> None:
+def test_missing_channel_folder_is_a_clear_error_no_retry_can_fix(workspace: Path) -> None:
     spec = _spec(workspace)
     broken = JobSpec(**{**spec.to_dict(), "channels": {"train": str(workspace / "nope")}})
-    with pytest.raises(BackendError, match="channel 'train' folder .* does not exist"):
+    with pytest.raises(MissingFileError, match="channel 'train' folder .* does not exist") as raised:
         LocalComputeBackend(workspace / "home").submit(broken)
+    assert not raised.value.retryable

@@ -10,14 +10,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
 
 from airflow_provider_mlops.backends import COMPUTE_BACKENDS
 from airflow_provider_mlops.backends.base import COMPLETED, FAILED, IN_PROGRESS, STOPPED, JobState
 from airflow_provider_mlops.backends.fake import FakeComputeBackend
-from airflow_provider_mlops.exceptions import BackendError
+from airflow_provider_mlops.exceptions import BackendError, InputError, MissingFileError
 from airflow_provider_mlops.factory.render import OPERATORS
-from airflow_provider_mlops.operators import MlopsTrainOperator
+from airflow_provider_mlops.operators import MlopsGatePassedOperator, MlopsTrainOperator
+from airflow_provider_mlops.operators.base import FAIL_FAST_METHODS, MlopsConfigMixin
 from airflow_provider_mlops.triggers.job import JobCompletionTrigger
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,3 +138,66 @@ def test_killing_a_deferred_task_stops_its_job() -> None:
     FakeComputeBackend.jobs["job-1"] = JobState(name="job-1", status=IN_PROGRESS)
     asyncio.run(JobCompletionTrigger("fake", {}, "job-1").on_kill())
     assert FakeComputeBackend.jobs["job-1"].status == STOPPED
+
+
+FAIL_FAST = sorted(k for k in OURS if issubclass(OPERATORS[k], MlopsConfigMixin))
+
+
+@pytest.mark.parametrize("name", FAIL_FAST)
+def test_every_provider_operator_fails_fast(name: str) -> None:
+    """Each way Airflow runs an operator's work goes through the one fail-fast wrapper."""
+    cls = OPERATORS[name]
+    ours = []
+    for method in FAIL_FAST_METHODS:
+        owner = next((base for base in cls.__mro__ if method in vars(base)), None)
+        if owner is not None and issubclass(owner, MlopsConfigMixin):  # written in this provider
+            ours.append(method)
+            assert getattr(getattr(cls, method), "__mlops_fail_fast__", False), f"{cls.__name__}.{method}"
+    assert "execute" in ours or "choose_branch" in ours
+
+
+def test_a_bad_run_conf_fails_the_task_without_retries_with_the_same_message() -> None:
+    context = {**_context(), "dag_run": SimpleNamespace(conf={"hyperparameter": {"C": 1}})}
+    with pytest.raises(AirflowFailException) as failed:
+        _train_operator().execute(context)
+    assert isinstance(failed.value.__cause__, InputError)
+    assert str(failed.value) == str(failed.value.__cause__)
+    assert "'hyperparameter'" in str(failed.value) and "Allowed keys" in str(failed.value)
+    assert FakeComputeBackend.submitted == [], "nothing starts on a conf that can never be valid"
+
+
+def test_errors_a_retry_may_fix_are_left_to_airflows_retries() -> None:
+    with pytest.raises(BackendError) as failed:
+        _train_operator().execute_complete(_context(), _event("failed", FAILED, "OOM"))
+    assert not isinstance(failed.value, AirflowFailException)
+
+
+def test_a_missing_config_file_fails_at_once(tmp_path: Path) -> None:
+    operator = MlopsTrainOperator(task_id="train", config_path=str(tmp_path / "gone" / "mlops.yaml"))
+    with pytest.raises(AirflowFailException, match="does not exist") as failed:
+        operator.execute(_context())
+    assert isinstance(failed.value.__cause__, MissingFileError)
+
+
+def _registered(passed: bool) -> dict[str, Any]:
+    rows = [{"metric": "f1", "candidate": 0.8123, "passed": passed,
+             "checks": [{"rule": ">= 0.9", "passed": passed}, {"rule": "delta >= -0.01", "passed": True}]},
+            {"metric": "accuracy", "candidate": 0.95, "passed": True, "checks": [{"rule": ">= 0.8", "passed": True}]}]
+    return {"group": "demo-breast-cancer", "semver": "1.0.1", "status": "PendingManualApproval" if passed else "Rejected",
+            "gate": {"passed": passed, "rows": rows}}
+
+
+def test_gate_passed_succeeds_when_the_candidate_passed() -> None:
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: _registered(True) if task_ids == "register" else None)
+    result = MlopsGatePassedOperator(task_id="gate_passed", config_path=CONFIG).execute({"ti": ti})
+    assert result == {"passed": True, "semver": "1.0.1"}
+
+
+def test_gate_passed_is_skipped_with_the_failed_rules_when_the_gate_failed() -> None:
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: _registered(False) if task_ids == "register" else None)
+    with pytest.raises(AirflowSkipException) as skipped:
+        MlopsGatePassedOperator(task_id="gate_passed", config_path=CONFIG).execute({"ti": ti})
+    assert str(skipped.value) == (
+        "demo-breast-cancer 1.0.1 failed the evaluation gate: f1 0.8123 (>= 0.9). "
+        "It is registered as Rejected and won't be deployed"
+    )
