@@ -3,7 +3,7 @@ Plan → Airflow DAGs, in exactly one place.
 
 The operator classes sit in an explicit dict, so ``grep`` finds what a plan's operator key
 means. Everything here is imported up front by the loader: the DAG file then names the
-``airflow.*`` modules the dag processor should pre-import (see DESIGN.md §6).
+``airflow.*`` modules the dag processor should pre-import (the dag processor pre-imports the airflow.* modules a DAG file names).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ DEFAULT_ARGS: dict[str, Any] = {"retries": 1, "retry_delay": timedelta(seconds=3
 
 
 def _failure_callback(spec: DagSpec) -> dict[str, Any]:
-    """A task-level failure notifier (a DAG-level one fails under dag.test(), DESIGN.md §7)."""
+    """A task-level failure notifier (a DAG-level one fails under dag.test(), seen with Airflow 3.3)."""
     config = next((t.kwargs for t in spec.tasks if "config_path" in t.kwargs), None)
     if config is None:
         return {}

@@ -3,7 +3,7 @@ Airflow notifiers that report pipeline events: a task failing, and a deploy awai
 
 Both are :class:`~airflow.sdk.BaseNotifier` subclasses, so Airflow calls them as task callbacks
 (``on_failure_callback``) and as the HITL operator's ``notifiers``. They are set per task, not on
-the DAG: a DAG-level notifier fails under ``dag.test()`` (DESIGN.md §7). They load the model's
+the DAG: a DAG-level notifier fails under ``dag.test()`` (seen with Airflow 3.3). They load the model's
 config at run time, never at parse time, and never raise.
 """
 
