@@ -1,7 +1,9 @@
 """
 ``mlops``: validate, render and inspect configs; approve or reject versions; run the demo.
 
-    mlops validate PATH...                    exit 1 and list every error
+    mlops validate [--publish] PATH...        exit 1 and list every error (files the configs name included)
+    mlops publish-files CONFIG [--copy-to D]  the files CI publishes beside a config
+    mlops notify ci-failure --config F ...    report a failed CI job to the model's Slack/SNS
     mlops render PATH [--json]                the DAGs and tasks a config produces
     mlops schema [-o FILE]                    the JSON Schema of mlops.yaml
     mlops versions PROJECT/MODEL              the registry's versions
@@ -9,6 +11,7 @@
     mlops endpoint status|stop|invoke NAME    local endpoints
     mlops version next --config F --build-number N --commit SHA   CI's image version (dotenv)
     mlops demo                                the example's full local pipeline
+    mlops up PATH... [--postgres]             your models on a local Airflow, until Ctrl-C
     mlops shards write --count N [--error-files M] [--dags-folder D]   split the models over N loader files
 
 Nothing here imports Airflow, except ``demo``.
@@ -39,16 +42,77 @@ def _print_errors(errors: Sequence[ConfigError]) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from airflow_provider_mlops.config.loader import load_all
+    from airflow_provider_mlops.config.references import reference_errors
 
     loaded, errors = load_all(args.paths)
+    valid = 0
     for item in loaded:
-        print(f"ok: {item.path} ({item.config.project}/{item.config.model} {item.config.version})")
+        # The files a config names must be where its backend reads them (--publish: and publishable).
+        problems = reference_errors(item, publish=args.publish)
+        errors.extend(problems)
+        if not problems:
+            valid += 1
+            print(f"ok: {item.path} ({item.config.project}/{item.config.model} {item.config.version})")
     _print_errors(errors)
     if not loaded and not errors:
         print(f"error: no mlops.yaml found under {', '.join(args.paths)}", file=sys.stderr)
         return 1
-    print(f"{len(loaded)} valid, {len(errors)} error(s)")
+    print(f"{valid} valid, {len(errors)} error(s)")
     return 1 if errors else 0
+
+
+def cmd_publish_files(args: argparse.Namespace) -> int:
+    """Print (and with --copy-to, copy) the files published beside the config, one path a line."""
+    import shutil
+
+    from airflow_provider_mlops.config.loader import load_config
+    from airflow_provider_mlops.config.references import files_to_publish
+
+    if args.max_mb <= 0:
+        raise InputError(f"--max-mb {args.max_mb} must be more than 0; for example --max-mb 50")
+    files = files_to_publish(load_config(args.config), folder=Path(args.source) if args.source else None,
+                             limit_bytes=int(args.max_mb * 1024 * 1024))
+    for file in files:
+        if args.copy_to:
+            target = Path(args.copy_to) / file.relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file.source, target)
+        print(file.relative)
+    return 0
+
+
+_URL_RE = re.compile(r"^https?://[^\s]+$")
+
+
+def cmd_notify_ci_failure(args: argparse.Namespace) -> int:
+    """Report a failed CI job to the model's notification targets; 0 even when delivery fails."""
+    from airflow_provider_mlops.config.loader import load_config
+
+    for option, value in (("--pipeline-url", args.pipeline_url), ("--job-url", args.job_url)):
+        if value is not None and not _URL_RE.match(value):
+            raise InputError(f"{option} {value!r} must be an http(s) URL, for example $CI_PIPELINE_URL")
+    for option, value in (("--job", args.job), ("--stage", args.stage)):
+        if not value.strip() or len(value) > 255 or not value.isprintable():
+            raise InputError(f"{option} {value!r} must be one line of 1 to 255 characters, for example $CI_JOB_NAME")
+    if args.commit is not None and not re.fullmatch(r"[0-9a-f]{7,40}", args.commit):
+        raise InputError(f"--commit {args.commit!r} must be a git commit SHA, for example $CI_COMMIT_SHA")
+    loaded = load_config(args.config)
+    from airflow_provider_mlops.notifications import events
+
+    results = events.ci_job_failed(
+        loaded, pipeline_url=args.pipeline_url, job=args.job, stage=args.stage, job_url=args.job_url,
+        version=args.version, commit=args.commit, source=args.source_project,
+    )
+    cfg = loaded.config
+    if not results:
+        print(f"no notification sent for {cfg.project}/{cfg.model}: no channel, or 'failure' is not in notifications.events")
+    for result in results:
+        if result.ok:
+            print(f"notified {result.channel} of the failed job {args.job}")
+        else:
+            # Delivery.error is already redacted (webhook and bot tokens, AWS keys).
+            print(f"could not notify {result.channel} after {result.attempts} tries: {result.error}", file=sys.stderr)
+    return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -244,6 +308,14 @@ def cmd_shards_write(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from airflow_provider_mlops.up import run_up
+
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port} must be 0..65535 (0: a free port); for example --port 8080")
+    return run_up(args.paths, home=Path(args.home), port=args.port, postgres=args.postgres)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from airflow_provider_mlops.demo import run_demo
 
@@ -256,7 +328,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="validate mlops.yaml files or folders; exit 1 on any error")
     p.add_argument("paths", nargs="+")
+    p.add_argument("--publish", action="store_true",
+                   help="also refuse paths outside the config's folder and local data for remote backends (CI)")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("publish-files", help="list the files CI publishes beside a config (relative paths)")
+    p.add_argument("config", help="the mlops.yaml, laid out with the defaults it is published under")
+    p.add_argument("--source", help="the folder its paths resolve from (default: the config's folder)")
+    p.add_argument("--copy-to", help="also copy the files into this folder, at the same relative paths")
+    p.add_argument("--max-mb", type=float, default=50.0, help="the most all files may weigh (default 50)")
+    p.set_defaults(func=cmd_publish_files)
+
+    p = sub.add_parser("notify", help="send a pipeline notification from outside Airflow")
+    nsub = p.add_subparsers(dest="notify_command", required=True)
+    c = nsub.add_parser("ci-failure", help="report a failed CI job to the model's Slack/SNS; exit 0 even when delivery fails")
+    c.add_argument("--config", required=True, help="the model's mlops.yaml")
+    c.add_argument("--pipeline-url", required=True, help="for example $CI_PIPELINE_URL")
+    c.add_argument("--job", required=True, help="the failed job's name")
+    c.add_argument("--stage", required=True, help="the failed job's stage")
+    c.add_argument("--job-url", help="the failed job's log")
+    c.add_argument("--version", help="the image version the pipeline builds")
+    c.add_argument("--commit", help="the model repository's commit")
+    c.add_argument("--source-project", help="the model repository's GitLab path")
+    c.set_defaults(func=cmd_notify_ci_failure)
 
     p = sub.add_parser("render", help="print the DAGs and tasks a config produces")
     p.add_argument("path")
@@ -307,6 +401,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also split mlops_config_errors.py into this many files (default 1: keep the one file)")
     w.add_argument("--dags-folder", default="dags", help="where to write them (default: dags)")
     w.set_defaults(func=cmd_shards_write)
+
+    p = sub.add_parser(
+        "up", help="run your models on a local Airflow (scheduler, dag-processor, triggerer, api-server) until Ctrl-C",
+        description="Start a local Airflow for the mlops.yaml files under PATH and print the UI's address and login.\n"
+        "Example: mlops up examples/breast-cancer --port 8080",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="model folders (with mlops.yaml) or mlops.yaml files")
+    p.add_argument("--home", default=".mlops-up", help="where Airflow's DB, logs and the registry live (default .mlops-up)")
+    p.add_argument("--port", type=int, default=8080, help="the UI's port on 127.0.0.1 (default 8080; 0: a free one)")
+    p.add_argument("--postgres", action="store_true",
+                   help="use a throw-away PostgreSQL cluster instead of SQLite (needs Debian's postgresql)")
+    p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("demo", help="run the example model's full pipeline locally")
     p.add_argument("--workdir", default=".demo", help="where the demo keeps Airflow's DB and the registry")

@@ -234,6 +234,24 @@ def load_all(roots: Iterable[str | os.PathLike[str]]) -> tuple[list[LoadedConfig
     return loaded, errors
 
 
+def field_location(loaded: LoadedConfig, dotted: str) -> tuple[str, int | None]:
+    """
+    The file and line that set ``dotted`` (``training.channels.train``) in ``loaded``.
+
+    The model's own file first, then the nearest defaults file; the model's file and no line
+    when the field keeps its default.
+    """
+    loc = tuple(dotted.split("."))
+    for path in (loaded.path, *reversed(loaded.layers)):
+        try:
+            line = _line_of(_read(path), loc)
+        except ConfigError:
+            continue
+        if line is not None:
+            return str(path), line
+    return str(loaded.path), None
+
+
 def duplicate_model_error(config_path: Path, key: tuple[str, str], first: Path) -> ConfigError:
     """The error for a config whose project/model pair ``first`` already defines."""
     return ConfigError(

@@ -163,3 +163,28 @@ def task_failed(loaded: LoadedConfig, context: Mapping[str, Any], *, log: Any = 
         log.warning("Could not build the failure notification: %s", exc)
         return []
     return publish(loaded, message, log=log)
+
+
+def ci_job_failed(
+    loaded: LoadedConfig,
+    *,
+    pipeline_url: str,
+    job: str,
+    stage: str,
+    job_url: str | None = None,
+    version: str | None = None,
+    commit: str | None = None,
+    source: str | None = None,
+    log: Any = logger,
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> list[Delivery]:
+    """A job of the model's GitLab pipeline failed (``mlops notify ci-failure`` in the pipeline's last stage)."""
+    try:
+        message = messages.ci_job_failure(
+            *_ids(loaded), pipeline_url=pipeline_url, job=job, stage=stage, version=version, commit=commit,
+            source=source, links={"Job log": job_url, "GitLab pipeline": pipeline_url},
+        )
+    except Exception as exc:
+        log.warning("Could not build the CI failure notification: %s", exc)
+        return []
+    return publish(loaded, message, log=log, policy=policy)

@@ -276,6 +276,42 @@ def task_failure(
     )
 
 
+def ci_job_failure(
+    project: str,
+    model: str,
+    *,
+    pipeline_url: str,
+    job: str,
+    stage: str,
+    version: str | None = None,
+    commit: str | None = None,
+    source: str | None = None,
+    links: Mapping[str, str | None],
+) -> Message:
+    """
+    A job of the model's GitLab CI pipeline failed: the ``failure`` event, as a failed task sends it.
+
+    :param pipeline_url: the pipeline's page (it is also the first link).
+    :param job: the failed job's name; ``stage`` its stage.
+    :param version: the image version the pipeline builds, when it got that far.
+    :param source: the model repository's GitLab path.
+    """
+    fields = [("Model", f"{project}/{model}"), ("Pipeline", pipeline_url), ("Job", job), ("Stage", stage)]
+    fields += [(label, value) for label, value in (
+        ("Version", version), ("Commit", commit[:12] if commit else None), ("Repository", source)) if value]
+    return Message(
+        event="failure",
+        project=project,
+        model=model,
+        title=f"{project}/{model}: CI job {job} failed in stage {stage}",
+        summary=f"Job {job} ({stage}) of the GitLab pipeline {pipeline_url} failed; the jobs after it did not run. "
+        "See the job log.",
+        status="failure",
+        fields=tuple(fields),
+        links=_links(**links),
+    )
+
+
 def summarise_error(error: str) -> str:
     """The first :data:`ERROR_SUMMARY_CHARS` characters of an error, on whole lines where possible."""
     text = error.strip()

@@ -11,7 +11,10 @@ ecr-password        print a docker login password for that registry (pipe it to 
 ecr-digest          print the digest of ``repository:tag``; exit 3 if the repository is missing,
                     4 if the tag is
 s3-check-owner      fail if another GitLab project published that key (a project/model name clash)
-s3-publish          upload a file, refusing to overwrite one another GitLab project published
+s3-publish-folder   upload a staged config folder under its prefix (the config after the files it
+                    names), never over another GitLab project's object; delete what an earlier
+                    publish of this project left and this one did not upload
+s3-get              download one object to a file; exit 4 if there is none
 s3-release          read ``release.json`` and print ``version image commit`` after checking them
 s3-models           print ``project/model`` for every config published under a prefix
 make-event          print the trigger Lambda's event as JSON
@@ -22,7 +25,8 @@ boto3 reads credentials and ``AWS_ENDPOINT_URL`` from the environment, so tests 
 command at a moto server without a flag. ``invoke`` calls the handler in this process instead
 of Lambda when ``MLOPS_TRIGGER_LOCAL_HANDLER`` names the folder that holds ``handler.py``.
 
-Exit codes: 0 done; 1 failed (do not retry); 3/4 see ecr-digest; 75 failed, worth retrying.
+Exit codes: 0 done; 1 failed (do not retry); 3/4 see ecr-digest (4 also: s3-get found no object);
+75 failed, worth retrying.
 """
 
 from __future__ import annotations
@@ -130,17 +134,112 @@ def s3_check_owner(args: argparse.Namespace) -> str:
     return ""
 
 
-def s3_publish(args: argparse.Namespace) -> str:
-    """Upload, unless the key was published by another GitLab project."""
-    check_owner(args.bucket, args.key, args.owner)
-    client("s3").put_object(
-        Bucket=args.bucket,
-        Key=args.key,
-        Body=Path(args.file).read_bytes(),
-        ContentType=args.content_type,
-        Metadata={OWNER_KEY: args.owner},
-    )
-    return f"published s3://{args.bucket}/{args.key}"
+CONFIG_NAME = "mlops.yaml"
+RELEASE_NAME = "release.json"
+CONTENT_TYPES = {".yaml": "application/yaml", ".yml": "application/yaml", ".json": "application/json"}
+
+
+def _content_type(path: str) -> str:
+    import mimetypes
+
+    suffix = Path(path).suffix.lower()
+    return CONTENT_TYPES.get(suffix) or mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+def _owners_under(s3: Any, bucket: str, prefix: str) -> dict[str, str]:
+    """``key -> GitLab project`` of every object under ``prefix`` ("" when no project published it)."""
+    owners = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            head = s3.head_object(Bucket=bucket, Key=item["Key"])
+            owners[item["Key"]] = head.get("Metadata", {}).get(OWNER_KEY, "")
+    return owners
+
+
+def s3_publish_folder(args: argparse.Namespace) -> str:
+    """
+    Publish a staged config folder: every file under ``--folder`` to ``--prefix/<same path>``,
+    the config after the files it names and release.json last, so the loader never reads a
+    config whose files are not there yet. Then delete the objects under the prefix that this
+    GitLab project published before and this publish did not upload (a renamed data file must
+    not stay in a channel folder). Nothing is written if any key to write belongs to another project.
+    """
+    folder = Path(args.folder)
+    prefix = args.prefix.strip("/") + "/"
+    files = {
+        path.relative_to(folder).as_posix(): path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not path.is_symlink()
+    }
+    if CONFIG_NAME not in files:
+        raise CiError(f"{folder} holds no {CONFIG_NAME}: nothing to publish")
+    if RELEASE_NAME in files:
+        raise CiError(f"{folder}/{RELEASE_NAME}: the model's files may not hold a {RELEASE_NAME} beside the config")
+    files[RELEASE_NAME] = Path(args.release)
+    order = sorted(files, key=lambda rel: (rel in (CONFIG_NAME, RELEASE_NAME), rel == RELEASE_NAME, rel))
+    s3 = client("s3")
+    owners = _owners_under(s3, args.bucket, prefix)
+    taken = sorted(prefix + rel for rel in order if owners.get(prefix + rel) not in (None, "", args.owner))
+    if taken:
+        raise CiError(
+            f"s3://{args.bucket}/{taken[0]} was published by the GitLab project {owners[taken[0]]}, not {args.owner}: "
+            "another team already uses this project/model name. Rename the model in mlops.yaml, or "
+            "ask the platform team to move the old one"
+        )
+    for rel in order:
+        s3.put_object(
+            Bucket=args.bucket,
+            Key=prefix + rel,
+            Body=files[rel].read_bytes(),
+            ContentType=_content_type(rel),
+            Metadata={OWNER_KEY: args.owner},
+        )
+        print(f"published s3://{args.bucket}/{prefix}{rel}", file=sys.stderr)
+    written = {prefix + rel for rel in order}
+    stale = sorted(key for key, owner in owners.items() if owner == args.owner and key not in written)
+    kept = sorted(key for key, owner in owners.items() if owner != args.owner and key not in written)
+    for key in kept:
+        print(f"kept s3://{args.bucket}/{key}: not published by {args.owner}", file=sys.stderr)
+    _delete(s3, args.bucket, stale)
+    summary = f"published {len(order)} object(s) under s3://{args.bucket}/{prefix}"
+    return summary + (f"; deleted {len(stale)} left by an earlier publish" if stale else "")
+
+
+def _delete(s3: Any, bucket: str, keys: list[str]) -> None:
+    from botocore.exceptions import ClientError
+
+    failed: list[str] = []
+    for start in range(0, len(keys), 1000):
+        batch = keys[start : start + 1000]
+        try:
+            answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+        except ClientError as exc:
+            failed += [f"{k} ({_error_code(exc)})" for k in batch]
+            continue
+        errors = {e["Key"]: e.get("Code", "error") for e in answer.get("Errors", [])}
+        failed += [f"{key} ({code})" for key, code in errors.items()]
+        for key in batch:
+            if key not in errors:
+                print(f"deleted s3://{bucket}/{key}: not in this publish", file=sys.stderr)
+    if failed:
+        raise CiError(
+            f"the config is published, but {len(failed)} object(s) an earlier publish left could not be deleted, and "
+            f"the DAG loader still sees them: {', '.join(failed[:10])}. Allow s3:DeleteObject on the configs prefix "
+            "to the CI role (terraform/modules/iam), or delete them by hand"
+        )
+
+
+def s3_get(args: argparse.Namespace) -> str:
+    from botocore.exceptions import ClientError
+
+    try:
+        body = client("s3").get_object(Bucket=args.bucket, Key=args.key)["Body"].read()
+    except ClientError as exc:
+        if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            raise CiError(f"s3://{args.bucket}/{args.key} does not exist", EXIT_NO_IMAGE) from None
+        raise CiError(f"cannot read s3://{args.bucket}/{args.key}: {_error_code(exc)}") from None
+    Path(args.file).write_bytes(body)
+    return ""
 
 
 RELEASE_PATTERNS = {
@@ -252,11 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     digest.add_argument("--repository", required=True)
     digest.add_argument("--tag", required=True)
     digest.set_defaults(run=ecr_digest)
-    publish = commands.add_parser("s3-publish")
-    for name in ("--bucket", "--key", "--file", "--owner"):
+    publish = commands.add_parser("s3-publish-folder")
+    for name in ("--bucket", "--prefix", "--folder", "--release", "--owner"):
         publish.add_argument(name, required=True)
-    publish.add_argument("--content-type", default="application/octet-stream")
-    publish.set_defaults(run=s3_publish)
+    publish.set_defaults(run=s3_publish_folder)
+    get = commands.add_parser("s3-get")
+    for name in ("--bucket", "--key", "--file"):
+        get.add_argument(name, required=True)
+    get.set_defaults(run=s3_get)
     owner = commands.add_parser("s3-check-owner")
     for name in ("--bucket", "--key", "--owner"):
         owner.add_argument(name, required=True)

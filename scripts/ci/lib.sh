@@ -20,7 +20,7 @@ die() {
 
 # The settings ci/platform.env may hold; nothing else is read from it.
 MLOPS_PLATFORM_SETTINGS=(MLOPS_DAGS_BUCKET MLOPS_CONFIGS_PREFIX MLOPS_TRIGGER_FUNCTION MLOPS_AWS_ROLE_ARN
-  MLOPS_ECR_REGISTRY MLOPS_GITLAB_API_URL AWS_DEFAULT_REGION AWS_REGION)
+  MLOPS_ECR_REGISTRY MLOPS_GITLAB_API_URL MLOPS_PUBLISH_MAX_MB AWS_DEFAULT_REGION AWS_REGION)
 
 # load_platform_settings FILE: KEY=VALUE lines, '#' comments; no shell evaluation. Outside
 # GitLab (a laptop, the tests) a variable already set wins over the file.
@@ -56,7 +56,7 @@ if [ "${GITLAB_CI:-}" = true ]; then
   MLOPS_PYTHON=python3
   MLOPS_DOCKER=docker
   MLOPS_WORKDIR=model
-  MLOPS_ORG_DEFAULTS="$MLOPS_REPO_DIR/dags/configs/mlops-defaults.yaml"
+  MLOPS_ORG_DEFAULTS="$MLOPS_REPO_DIR/dags/mlops/mlops-defaults.yaml"
   unset MLOPS_TRIGGER_LOCAL_HANDLER MLOPS_REQUESTED_BY
   # Only ci/platform.env sets these here; a variable of the same name is dropped.
   for name in "${MLOPS_PLATFORM_SETTINGS[@]}"; do
@@ -68,7 +68,7 @@ else
   MLOPS_DOCKER="${MLOPS_DOCKER:-docker}"
   # Where the model repository is unpacked (prepare job) and later jobs find it (artifacts).
   MLOPS_WORKDIR="${MLOPS_WORKDIR:-model}"
-  MLOPS_ORG_DEFAULTS="${MLOPS_ORG_DEFAULTS:-$MLOPS_REPO_DIR/dags/configs/mlops-defaults.yaml}"
+  MLOPS_ORG_DEFAULTS="${MLOPS_ORG_DEFAULTS:-$MLOPS_REPO_DIR/dags/mlops/mlops-defaults.yaml}"
 fi
 load_platform_settings "$MLOPS_REPO_DIR/ci/platform.env"
 MLOPS_CONFIGS_PREFIX="${MLOPS_CONFIGS_PREFIX:-dags/mlops}"
@@ -78,6 +78,8 @@ relative_path MLOPS_CONFIG
 relative_path MLOPS_MODEL_DIR
 relative_path MLOPS_CONFIGS_PREFIX
 [ -z "${MLOPS_DOCKERFILE:-}" ] || relative_path MLOPS_DOCKERFILE
+MLOPS_PUBLISH_MAX_MB="${MLOPS_PUBLISH_MAX_MB:-50}"
+[[ "$MLOPS_PUBLISH_MAX_MB" =~ ^[1-9][0-9]{0,4}$ ]] || die "MLOPS_PUBLISH_MAX_MB must be a whole number of MB, got '$MLOPS_PUBLISH_MAX_MB'"
 
 # positive_integer NAME DEFAULT: the variable's value, which must be digits (it reaches $((...))).
 positive_integer() {
@@ -121,18 +123,39 @@ aws_login() {
   fi
 }
 
-# validate_as_published CONFIG PROJECT MODEL: `mlops validate` the config laid out as the DAG
-# loader will read it, <root>/<project>/<model>/mlops.yaml under the org defaults, so CI fails
-# on what Airflow would fail on.
+# stage_as_published CONFIG PROJECT MODEL STAGE: lay out in the empty folder STAGE what publish.sh
+# uploads and the DAG loader reads, then `mlops validate --publish` it, so CI fails on what Airflow
+# would fail on:
+#   STAGE/mlops-defaults.yaml                    the org defaults of this repository (not uploaded)
+#   STAGE/<project>/<model>/mlops.yaml           the config
+#   STAGE/<project>/<model>/<path>               the files it names that the Airflow side reads
+#                                                (`mlops publish-files`: code for the local backend,
+#                                                local data, the smoke-test payload)
+# Messages name the model repository's files, not the stage's. Exits the (sub)shell on failure.
+stage_as_published() {
+  local config="$1" stage="$4" folder="$4/$2/$3" source output status=0
+  source="$(cd "$(dirname "$config")" && pwd -P)"
+  mkdir -p "$folder"
+  cp "$config" "$folder/mlops.yaml"
+  [ ! -f "$MLOPS_ORG_DEFAULTS" ] || cp "$MLOPS_ORG_DEFAULTS" "$stage/mlops-defaults.yaml"
+  output="$(mlops publish-files "$folder/mlops.yaml" --source "$source" --copy-to "$folder" \
+    --max-mb "$MLOPS_PUBLISH_MAX_MB" 2>&1)" || status=$?
+  if [ "$status" -eq 0 ]; then
+    log "to publish beside mlops.yaml: $(printf '%s\n' "$output" | grep -c .) file(s) the config names"
+    output="$(mlops validate --publish "$stage" 2>&1)" || status=$?
+  fi
+  output="${output//"$folder/"/"$(dirname "$config")/"}"
+  printf '%s\n' "${output//"$stage/mlops-defaults.yaml"/"$MLOPS_ORG_DEFAULTS"}" >&2
+  [ "$status" -eq 0 ] || die "$config is not valid as published (with ${MLOPS_ORG_DEFAULTS##*/} of this repository)"
+}
+
+# validate_as_published CONFIG PROJECT MODEL: stage_as_published in a temporary folder.
 validate_as_published() {
   local stage status=0
-  stage="$(mktemp -d)"
-  mkdir -p "$stage/$2/$3"
-  cp "$1" "$stage/$2/$3/mlops.yaml"
-  [ ! -f "$MLOPS_ORG_DEFAULTS" ] || cp "$MLOPS_ORG_DEFAULTS" "$stage/mlops-defaults.yaml"
-  mlops validate "$stage" || status=$?
+  stage="$(cd "$(mktemp -d)" && pwd -P)"
+  (stage_as_published "$1" "$2" "$3" "$stage") || status=$?
   rm -rf "$stage"
-  [ "$status" -eq 0 ] || die "$1 is not valid as published (with ${MLOPS_ORG_DEFAULTS##*/} of this repository)"
+  [ "$status" -eq 0 ] || exit "$status"
 }
 
 # requested_by: who asked, stable across retries of a job in one pipeline (the run id covers it).

@@ -49,7 +49,7 @@ def base_env(shims: Path, workdir: Path, **extra: str) -> dict[str, str]:
         "MLOPS_PYTHON": sys.executable,
         # An empty checkout: the repository's ci/platform.env (real bucket, gitlab.com) stays out of tests.
         "MLOPS_REPO_DIR": str(workdir / "empty-checkout"),
-        "MLOPS_ORG_DEFAULTS": str(REPO / "dags" / "configs" / "mlops-defaults.yaml"),
+        "MLOPS_ORG_DEFAULTS": str(REPO / "dags" / "mlops" / "mlops-defaults.yaml"),
         "CI_PIPELINE_ID": "4242",
         "GITLAB_USER_LOGIN": "alice",
     }

@@ -11,9 +11,11 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "lambda"))
+sys.path.insert(0, str(HERE.parent / "notifications"))  # notify_fakes: the loopback Slack and SNS
 
 import trigger_testenv  # noqa: E402
 from ci_testenv import base_env, make_shims  # noqa: E402
+from notify_fakes import moto_server, moto_sns, slack_server  # noqa: E402, F401  (pytest fixtures)
 
 
 @pytest.fixture(scope="session")

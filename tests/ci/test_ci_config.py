@@ -212,6 +212,7 @@ def test_only_jobs_that_need_aws_get_an_id_token():
         "publish",
         "trigger-train",
         "deploy",
+        "notify-failure",
         "retrain",
         "terraform:plan",
         "terraform:apply",
@@ -219,6 +220,25 @@ def test_only_jobs_that_need_aws_get_an_id_token():
     # Model code runs in lint and test: they get neither a token nor artifacts into AWS jobs.
     needs = {n["job"]: n for n in pipeline["package"]["needs"]}
     assert needs["lint"]["artifacts"] is False and needs["test"]["artifacts"] is False
+
+
+def test_a_failed_model_job_leaves_a_note_that_the_notify_job_reads():
+    """Each model job records its failure in after_script; notify-failure runs last, on failure only."""
+    pipeline = load(PIPELINE)
+    model_jobs = [name for name, job in jobs(pipeline).items()
+                  if resolved(pipeline, job).get("rules") == [{"if": '$MLOPS_PIPELINE == "model"'}]]
+    assert set(model_jobs) == {"prepare", "lint", "test", "package", "publish", "trigger-train", "deploy"}
+    for name in model_jobs:
+        job = resolved(pipeline, pipeline[name])
+        assert job["after_script"] == ["sh scripts/ci/record_failure.sh"], name
+        assert job["artifacts"]["when"] == "always" and ".mlops-failed/" in job["artifacts"]["paths"], name
+    notify = resolved(pipeline, pipeline["notify-failure"])
+    assert notify["stage"] == ".post"
+    assert notify["rules"] == [{"if": '$MLOPS_PIPELINE == "model"', "when": "on_failure"}]
+    assert notify["script"] == ["bash scripts/ci/notify_failure.sh"]
+    assert "after_script" not in notify
+    # Notes from every job that can fail before it; the manual deploy may fail without failing the pipeline.
+    assert set(notify["dependencies"]) == set(model_jobs) - {"deploy"}
 
 
 def test_platform_settings_file_holds_only_known_settings():
@@ -289,7 +309,7 @@ def pipeline_checkout(tmp_path_factory) -> Path:
     [
         (
             ("CI_PIPELINE_SOURCE=pipeline", "MLOPS_UPSTREAM_PROJECT_ID=314"),
-            ["prepare", "lint", "test", "package", "publish", "trigger-train", "deploy"],
+            ["prepare", "lint", "test", "package", "publish", "trigger-train", "deploy", "notify-failure"],
         ),
         (("CI_PIPELINE_SOURCE=schedule",), ["retrain"]),
         (("CI_PIPELINE_SOURCE=push",), ["self:lint", "self:test", "lambda:build"]),

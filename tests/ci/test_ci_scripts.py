@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 
 import boto3
 import pytest
@@ -283,6 +284,95 @@ def test_publish_refuses_an_invalid_config_before_uploading(packaged):
     config.write_text(config.read_text() + "\nunknown_key: 1\n")
     result = run_script("publish.sh", env=env, cwd=workdir)
     assert result.returncode != 0 and "unknown_key" in result.output
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+
+
+PREFIX = "dags/mlops/demo/breast-cancer"
+
+
+def published(s3) -> dict[str, dict]:
+    """Every object under the model's prefix: ``relative path -> head_object``."""
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/").get("Contents", [])]
+    return {key.removeprefix(f"{PREFIX}/"): s3.head_object(Bucket=BUCKET, Key=key) for key in keys}
+
+
+def download_prefix(s3, target):
+    """The prefix as MWAA syncs it to the workers: <target>/demo/breast-cancer/..."""
+    for relative in published(s3):
+        path = target / "demo" / "breast-cancer" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/{relative}")["Body"].read())
+    return target
+
+
+def test_publish_ships_the_files_the_config_names_and_the_download_validates(packaged, tmp_path):
+    s3, workdir, env = packaged
+    model = workdir / "model"
+    (model / "__pycache__").mkdir()
+    (model / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"\0")
+    (model / ".env").write_text("SECRET=do-not-publish\n")
+    result = run_script("publish.sh", env=env, cwd=workdir)
+    assert result.returncode == 0, result.output
+    objects = published(s3)
+    expected = {p.relative_to(EXAMPLE).as_posix() for p in EXAMPLE.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts}
+    assert set(objects) == expected | {"release.json"}
+    assert {o["Metadata"]["gitlab-project"] for o in objects.values()} == {"ml/breast-cancer"}
+    assert objects["mlops.yaml"]["ContentType"] == "application/yaml"
+    # What the DAG loader reads after MWAA's sync: valid, and every file it names is there.
+    synced = download_prefix(s3, tmp_path / "synced")
+    folder = synced / "demo" / "breast-cancer"
+    for name in ("train.py", "evaluate.py", "inference.py", "data/train/train.csv", "data/test/test.csv",
+                 "smoke_payload.json"):
+        assert (folder / name).read_bytes() == (EXAMPLE / name).read_bytes(), name
+    for args in (["validate", str(synced)], ["validate", "--publish", str(synced)]):
+        validated = subprocess.run(["mlops", *args], env=env, cwd=workdir, capture_output=True, text=True, timeout=60)
+        assert validated.returncode == 0, validated.stdout + validated.stderr
+        assert "1 valid, 0 error(s)" in validated.stdout
+
+
+def test_publish_deletes_what_an_earlier_publish_left_and_keeps_the_rest(packaged):
+    s3, workdir, env = packaged
+    extra = workdir / "model" / "data" / "train" / "old-rows.csv"
+    extra.write_text("a,b\n1,2\n")
+    assert run_script("publish.sh", env=env, cwd=workdir).returncode == 0
+    assert "data/train/old-rows.csv" in published(s3)
+    # Terraform's per-model defaults: under the prefix, published by nobody from CI.
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/mlops-defaults.yaml", Body=b"owner: platform\n")
+    extra.unlink()
+    result = run_script("publish.sh", env=env, cwd=workdir)
+    assert result.returncode == 0, result.output
+    objects = published(s3)
+    assert "data/train/old-rows.csv" not in objects
+    assert f"deleted s3://{BUCKET}/{PREFIX}/data/train/old-rows.csv" in result.output
+    assert "mlops-defaults.yaml" in objects and "train.py" in objects
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("entrypoint: train.py", "entrypoint: trian.py", "field 'training.entrypoint'"),
+        ("train: data/train", "train: data/trian", "did you mean 'data/train'?"),
+        ("payload_file: smoke_payload.json", "payload_file: ../smoke_payload.json", "outside the model's folder"),
+    ],
+)
+def test_publish_refuses_a_config_whose_files_cannot_be_published(packaged, old, new, expected):
+    s3, workdir, env = packaged
+    config = workdir / "model" / "mlops.yaml"
+    config.write_text(config.read_text().replace(old, new))
+    shutil.copy(EXAMPLE / "smoke_payload.json", workdir / "smoke_payload.json")  # there, but outside
+    result = run_script("publish.sh", env=env, cwd=workdir)
+    assert result.returncode != 0
+    assert expected in result.output and "model/mlops.yaml:" in result.output, result.output
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+
+
+def test_publish_is_bounded_in_size(packaged):
+    s3, workdir, env = packaged
+    (workdir / "model" / "data" / "train" / "big.csv").write_bytes(b"0" * (2 * 1024 * 1024))
+    result = run_script("publish.sh", env={**env, "MLOPS_PUBLISH_MAX_MB": "1"}, cwd=workdir)
+    assert result.returncode != 0
+    assert "over the 1.0 MB limit" in result.output and "data/train/big.csv (2.0 MB)" in result.output
     assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
 
 

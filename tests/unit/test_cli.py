@@ -73,3 +73,66 @@ def test_version_next_prints_dotenv(capsys: pytest.CaptureFixture[str]) -> None:
     lines = dict(line.split("=", 1) for line in capsys.readouterr().out.split())
     assert lines["MLOPS_VERSION"] == "1.0.42" and lines["MLOPS_COMMIT_TAG"] == "0123456789ab"
     assert lines["MLOPS_ECR_REPOSITORY"] == "demo/breast-cancer"
+
+
+def test_validate_fails_on_a_file_the_config_names_that_is_not_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "breast-cancer"
+    shutil.copytree(REPO / "examples" / "breast-cancer", model, ignore=shutil.ignore_patterns("__pycache__"))
+    assert main(["validate", str(model)]) == 0
+    config = model / "mlops.yaml"
+    config.write_text(config.read_text().replace("entrypoint: train.py", "entrypoint: trian.py"))
+    capsys.readouterr()
+    assert main(["validate", str(model)]) == 1
+    captured = capsys.readouterr()
+    line = next(i + 1 for i, text in enumerate(config.read_text().splitlines()) if "trian.py" in text)
+    assert f"{config}:{line}: field 'training.entrypoint'" in captured.err
+    assert "(got 'trian.py')" in captured.err and "did you mean 'train.py'?" in captured.err
+    assert "ok:" not in captured.out and "0 valid, 1 error(s)" in captured.out
+
+
+def test_validate_publish_refuses_paths_outside_the_config_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--publish", str(REPO / "examples" / "breast-cancer")]) == 0
+    assert main(["validate", "--publish", str(REPO / "examples" / "breast-cancer-sagemaker")]) == 1
+    err = capsys.readouterr().err
+    assert "field 'deployment.smoke_test.payload_file': is outside the model's folder" in err
+    assert "(got '../breast-cancer/smoke_payload.json')" in err
+
+
+def test_publish_files_lists_and_copies_what_the_airflow_side_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # As CI does: the config staged under the org defaults, its paths read from the model repository.
+    staged = tmp_path / "stage" / "demo" / "breast-cancer"
+    staged.mkdir(parents=True)
+    shutil.copy(CONFIG, staged / "mlops.yaml")
+    argv = ["publish-files", str(staged / "mlops.yaml"), "--source", str(CONFIG.parent), "--copy-to", str(staged)]
+    assert main(argv) == 0
+    listed = capsys.readouterr().out.split()
+    assert {"train.py", "evaluate.py", "inference.py", "data/train/train.csv", "smoke_payload.json"} <= set(listed)
+    assert all((staged / name).is_file() for name in listed)
+    assert main(["validate", "--publish", str(tmp_path / "stage")]) == 0
+    assert main([*argv, "--max-mb", "0.001"]) == 1
+    assert "limit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--pipeline-url": "javascript:alert(1)"}, "--pipeline-url"),
+        ({"--job-url": "not a url"}, "--job-url"),
+        ({"--job": " "}, "--job"),
+        ({"--stage": "a\nb"}, "--stage"),
+        ({"--commit": "HEAD~1"}, "--commit"),
+        ({"--config": "/no/such/mlops.yaml"}, "cannot read the file"),
+    ],
+)
+def test_notify_ci_failure_refuses_bad_arguments(change: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    options = {"--config": str(CONFIG), "--pipeline-url": "https://gitlab.example.com/p/-/pipelines/1",
+               "--job": "package", "--stage": "package", **change}
+    assert main(["notify", "ci-failure", *[part for pair in options.items() for part in pair]]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err
+
+
+def test_notify_ci_failure_without_a_channel_says_so_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["notify", "ci-failure", "--config", str(CONFIG), "--pipeline-url", "https://gitlab.example.com/p/-/pipelines/1",
+                 "--job", "lint", "--stage", "lint"]) == 0
+    assert "no notification sent for demo/breast-cancer" in capsys.readouterr().out

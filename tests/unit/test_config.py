@@ -127,3 +127,162 @@ def test_config_package_imports_no_airflow() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the files a config names (config/references.py) -----------------------------------------
+
+EXAMPLE = REPO / "examples" / "breast-cancer"
+
+
+def _example_copy(tmp_path: Path, name: str = "breast-cancer") -> Path:
+    target = tmp_path / name
+    shutil.copytree(REPO / "examples" / name, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def _edit(config: Path, old: str, new: str) -> None:
+    text = config.read_text()
+    assert old in text, old
+    config.write_text(text.replace(old, new, 1))
+
+
+def test_references_of_the_local_example_name_what_each_step_reads() -> None:
+    from airflow_provider_mlops.config.references import config_references
+
+    refs = {r.field: r for r in config_references(load_config(EXAMPLE / "mlops.yaml").config)}
+    assert {f: (r.location, r.kind, r.reader) for f, r in refs.items()} == {
+        "training.source_dir": (".", "folder", "local"),
+        "training.entrypoint": ("train.py", "file", "local"),
+        "evaluation.entrypoint": ("evaluate.py", "file", "local"),
+        "deployment.inference_entrypoint": ("inference.py", "file", "local"),
+        "training.channels.train": ("data/train", "data", "local"),
+        "evaluation.data": ("data/test", "data", "local"),  # unset: the held-out channel's default
+        "deployment.smoke_test.payload_file": ("smoke_payload.json", "file", "airflow"),
+    }
+    assert refs["evaluation.data"].value is None
+
+
+def test_a_wrong_entrypoint_channel_or_payload_is_an_error_that_names_file_line_and_fix(tmp_path: Path) -> None:
+    from airflow_provider_mlops.config.references import reference_errors
+
+    config = _example_copy(tmp_path) / "mlops.yaml"
+    _edit(config, "entrypoint: train.py", "entrypoint: trian.py")
+    _edit(config, "train: data/train", "train: data/trian")
+    _edit(config, "payload_file: smoke_payload.json", "payload_file: smoke.json")
+    errors = reference_errors(load_config(config))
+    assert [(e.field, e.value, e.path) for e in errors] == [
+        ("training.entrypoint", "trian.py", str(config)),
+        ("training.channels.train", "data/trian", str(config)),
+        ("deployment.smoke_test.payload_file", "smoke.json", str(config)),
+    ]
+    lines = config.read_text().splitlines()
+    for error in errors:
+        assert error.line is not None and str(error.value) in lines[error.line - 1], str(error)
+        assert "does not exist" in str(error) and "Fix:" in str(error)
+    assert "did you mean 'train.py'?" in str(errors[0])
+    assert "did you mean 'data/train'?" in str(errors[1])
+    assert "did you mean 'smoke_payload.json'?" in str(errors[2])
+
+
+def test_a_path_set_in_a_defaults_file_is_reported_there(tmp_path: Path) -> None:
+    from airflow_provider_mlops.config.references import reference_errors
+
+    folder = _example_copy(tmp_path)
+    (tmp_path / DEFAULTS_FILENAME).write_text("deployment:\n  smoke_test:\n    payload_file: org_payload.json\n")
+    _edit(folder / "mlops.yaml", "  smoke_test:\n    payload_file: smoke_payload.json\n", "")
+    [error] = reference_errors(load_config(folder / "mlops.yaml", root=tmp_path))
+    assert (error.path, error.line, error.field) == (str(tmp_path / DEFAULTS_FILENAME), 3, "deployment.smoke_test.payload_file")
+
+
+def test_entrypoints_in_the_image_of_a_remote_backend_are_not_looked_for(tmp_path: Path) -> None:
+    from airflow_provider_mlops.config.references import reference_errors
+
+    # Alone in a folder: ../breast-cancer (its source_dir) is not there, and SageMaker does not care.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(REPO / "examples" / "breast-cancer-sagemaker" / "mlops.yaml", alone / "mlops.yaml")
+    [error] = reference_errors(load_config(alone / "mlops.yaml", root=alone))
+    assert error.field == "deployment.smoke_test.payload_file"  # the deploy task reads it on the worker
+    # Kubernetes training, but a local endpoint: inference.py is read from source_dir on the worker.
+    shutil.copy(REPO / "examples" / "breast-cancer-gpu" / "mlops.yaml", alone / "mlops.yaml")
+    errors = reference_errors(load_config(alone / "mlops.yaml", root=alone))
+    assert [e.field for e in errors] == ["training.source_dir", "deployment.smoke_test.payload_file"]
+
+
+def test_a_command_entrypoint_is_not_a_file() -> None:
+    from airflow_provider_mlops.config.models import MlopsConfig
+    from airflow_provider_mlops.config.references import config_references
+
+    config = MlopsConfig.model_validate(
+        {"project": "p", "model": "m", "version": "1.0", "training": {"entrypoint": "python -m trainer --fast"},
+         "evaluation": {"entrypoint": "score.py --full"}}
+    )
+    fields = {r.field: r.location for r in config_references(config)}
+    assert "training.entrypoint" not in fields and fields["evaluation.entrypoint"] == "score.py"
+
+
+def test_the_local_backend_cannot_read_a_uri(tmp_path: Path) -> None:
+    from airflow_provider_mlops.config.references import reference_errors
+
+    config = _example_copy(tmp_path) / "mlops.yaml"
+    _edit(config, "train: data/train", "train: s3://bucket/train")
+    [error] = reference_errors(load_config(config))
+    assert error.field == "training.channels.train" and "is a URI" in str(error)
+
+
+def test_publish_refuses_paths_that_leave_the_config_folder(tmp_path: Path) -> None:
+    from airflow_provider_mlops.config.references import reference_errors
+
+    folder = _example_copy(tmp_path)
+    (tmp_path / "shared.json").write_text("{}")
+    (folder / "outside.json").symlink_to(tmp_path / "shared.json")
+    config = folder / "mlops.yaml"
+    _edit(config, "payload_file: smoke_payload.json", "payload_file: ../shared.json")
+    _edit(config, "train: data/train", f"train: {folder / 'data' / 'train'}")
+    loaded = load_config(config)
+    assert reference_errors(loaded) == []  # the worker can read both where they are
+    errors = reference_errors(loaded, publish=True)
+    assert [e.field for e in errors] == ["training.channels.train", "deployment.smoke_test.payload_file"]
+    assert all("outside the model's folder" in str(e) for e in errors)
+    _edit(config, "payload_file: ../shared.json", "payload_file: outside.json")
+    _edit(config, f"train: {folder / 'data' / 'train'}", "train: data/train")
+    [error] = reference_errors(load_config(config), publish=True)
+    assert "is a link to" in str(error) and error.field == "deployment.smoke_test.payload_file"
+
+
+def test_files_to_publish_are_the_code_data_and_payload_without_clutter(tmp_path: Path) -> None:
+    from airflow_provider_mlops.config.references import files_to_publish
+
+    folder = _example_copy(tmp_path)
+    for clutter in (".git/config", "__pycache__/train.cpython-311.pyc", "stale.pyc", ".env", ".venv/lib/x.py",
+                    "nested/mlops.yaml", "mlops-defaults.yaml"):
+        (folder / clutter).parent.mkdir(parents=True, exist_ok=True)
+        (folder / clutter).write_text("owner: team\n")
+    (tmp_path / DEFAULTS_FILENAME).write_text("owner: org\n")
+    published = [f.relative for f in files_to_publish(load_config(folder / "mlops.yaml", root=tmp_path))]
+    assert published == sorted(p.relative_to(EXAMPLE).as_posix() for p in EXAMPLE.rglob("*")
+                               if p.is_file() and p.name != "mlops.yaml" and "__pycache__" not in p.parts)
+    assert {"train.py", "data/train/train.csv", "data/test/test.csv", "smoke_payload.json"} <= set(published)
+
+
+def test_a_remote_backend_publishes_only_the_payload(tmp_path: Path) -> None:
+    from airflow_provider_mlops.config.references import files_to_publish
+
+    folder = tmp_path / "sm"
+    folder.mkdir()
+    text = (REPO / "examples" / "breast-cancer-sagemaker" / "mlops.yaml").read_text()
+    (folder / "mlops.yaml").write_text(text.replace("../breast-cancer/smoke_payload.json", "payload.json"))
+    (folder / "payload.json").write_text("{}")
+    (folder / "train.py").write_text("# in the image, not published\n")
+    assert [f.relative for f in files_to_publish(load_config(folder / "mlops.yaml", root=folder))] == ["payload.json"]
+
+
+def test_files_to_publish_are_bounded(tmp_path: Path) -> None:
+    from airflow_provider_mlops.config.references import files_to_publish
+
+    folder = _example_copy(tmp_path)
+    (folder / "data" / "train" / "big.csv").write_bytes(b"0" * 300_000)
+    with pytest.raises(ConfigError) as info:
+        files_to_publish(load_config(folder / "mlops.yaml", root=folder), limit_bytes=200_000)
+    assert "over the 0.2 MB limit" in str(info.value) and "data/train/big.csv" in str(info.value)
+    assert "Fix:" in str(info.value)

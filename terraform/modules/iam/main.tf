@@ -440,9 +440,16 @@ data "aws_iam_policy_document" "ci" {
   }
 
   statement {
-    sid       = "PublishModelConfigs"
-    actions   = ["s3:PutObject", "s3:GetObject"]
+    sid = "PublishModelConfigs"
+    # DeleteObject: the publish job removes the files its own earlier publish left and this one dropped.
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
     resources = ["${var.dags_bucket_arn}/dags/mlops/*"]
+  }
+
+  statement {
+    sid       = "NotifyPipelineFailures"
+    actions   = ["sns:Publish"]
+    resources = [var.sns_topic_arn]
   }
 
   statement {
@@ -471,7 +478,7 @@ data "aws_iam_policy_document" "ci" {
     condition {
       test     = "StringLike"
       variable = "kms:ViaService"
-      values   = ["s3.${var.region}.amazonaws.com", "ecr.${var.region}.amazonaws.com"]
+      values   = ["s3.${var.region}.amazonaws.com", "ecr.${var.region}.amazonaws.com", "sns.${var.region}.amazonaws.com"]
     }
   }
 }
