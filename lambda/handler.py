@@ -1,5 +1,6 @@
 """
-AWS Lambda entry point (``handler.handler``): start an MLOps DAG run from a CI event.
+AWS Lambda entry point (``handler.handler``): start an MLOps DAG run from a CI event, or answer
+how a run it started is doing (``{"action": "status", ...}``).
 
 See ``mlops_trigger`` for the event contract and ``docs/onboarding.md`` for the settings.
 """
@@ -13,8 +14,9 @@ from mlops_trigger.app import handle
 from mlops_trigger.credentials import credentials_provider
 from mlops_trigger.errors import ConfigurationError
 from mlops_trigger.logs import get_logger
+from mlops_trigger.mwaa import MwaaTarget
 from mlops_trigger.settings import Settings
-from mlops_trigger.targets import AirflowRestTarget, MwaaTarget, Target
+from mlops_trigger.targets import AirflowRestTarget, Target
 
 # Settings and target live as long as the container, so a warm invocation reuses the boto3
 # client, the secret and the Airflow token. They are rebuilt if the environment changes.

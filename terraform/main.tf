@@ -128,6 +128,7 @@ module "lambda_trigger" {
   region                = local.region
   partition             = local.partition
   mwaa_environment_name = module.mwaa.environment_name
+  airflow_ui_url        = "https://${module.mwaa.webserver_url}"
   airflow_rbac_role     = var.airflow_rbac_role
   ecr_registry          = module.ecr.registry_url
   log_level             = var.lambda_log_level

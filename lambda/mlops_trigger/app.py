@@ -1,13 +1,15 @@
 """
-One invocation: validate the event, pick the DAG and run id, create the run, answer.
+One invocation: validate the event, then create the run (a trigger event) or read it back (a
+status query, ``status.py``), and answer.
 
 ::
 
     answer = {"statusCode": 201 | 200, "ok": true, "created": bool, "dag_id", "dag_run_id", "target", "state"}
            | {"statusCode": 4xx | 5xx, "ok": false, "error": "<code>", "message", "field"?}
 
-201 is a new run; 200 is a retried event whose run already exists (same run id). Every
-answer is logged as one JSON line.
+201 is a new run; 200 is a retried event whose run already exists (same run id). A status
+query answers 200 with the run's state, tasks and failures. Every answer is logged as one JSON
+line.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import time
 from typing import Any
 
 from mlops_trigger.errors import EventError, TriggerError
-from mlops_trigger.event import parse_event
+from mlops_trigger.event import decode_payload, parse_event
 from mlops_trigger.settings import Settings
+from mlops_trigger.status import is_status_query, parse_status_query, read_status
 from mlops_trigger.targets import Target
 
 
@@ -28,6 +31,12 @@ def handle(
     started = time.perf_counter()
     fields: dict[str, Any] = {"request_id": getattr(context, "aws_request_id", None), "target": target.name}
     try:
+        payload = decode_payload(raw_event)
+        if is_status_query(payload):
+            return _status(
+                payload, settings=settings, target=target, logger=logger, fields=fields, started=started
+            )
+        # The raw event, not the payload: parse_event decodes it itself, exactly as before status queries.
         event = parse_event(
             raw_event, ecr_registry=settings.ecr_registry, repository_prefix=settings.repository_prefix
         )
@@ -71,6 +80,31 @@ def handle(
         outcome="created" if result.created else "existing",
     )
     logger.info("dag run created" if result.created else "dag run already existed", extra={"fields": fields})
+    return answer
+
+
+def _status(
+    payload: Any,
+    *,
+    settings: Settings,
+    target: Target,
+    logger: logging.Logger,
+    fields: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
+    """Answer a status query; a :class:`TriggerError` goes up to :func:`handle`, which answers it."""
+    query = parse_status_query(payload)
+    fields.update(query.log_fields(), dag_id=query.dag_id, dag_run_id=query.dag_run_id)
+    answer = read_status(target, query, ui_url=settings.ui_url)
+    fields.update(
+        status=answer["statusCode"],
+        state=answer["state"],
+        waiting_for_approval=answer["waiting_for_approval"],
+        failed_tasks=[failure["task_id"] for failure in answer["failed"]],
+        duration_ms=_ms(started),
+        outcome="status",
+    )
+    logger.info("dag run status", extra={"fields": fields})
     return answer
 
 

@@ -9,7 +9,8 @@ The trigger event (DESIGN.md §4): parsing, validation, and what it maps to in A
 
 Every field is required and checked; unknown fields are refused. The DAG id is only ever built
 as ``mlops__<project>__<model>__<action>`` from validated names, and the run id is a hash of the
-whole event, so the same event always names the same run.
+whole event, so the same event always names the same run. The status query (``status.py``)
+is checked by the same rules, and accepts only run ids of that shape (:data:`RUN_ID_PATTERN`).
 
 The patterns are copies of ``airflow_provider_mlops.naming`` and ``.versioning`` (this zip must
 not import the package); ``tests/lambda/test_lambda_patterns.py`` keeps them equal.
@@ -38,6 +39,9 @@ DAG_ID_PATTERN = (
 )
 
 COMMIT_PATTERN = r"^[0-9a-f]{40}$"
+RUN_ID_HASH_LENGTH = 20
+#: The only run ids this trigger makes (:attr:`TriggerEvent.run_id`), so the only ones it reads back.
+RUN_ID_PATTERN = rf"^trigger__{SEMVER_PATTERN[1:-1]}__[0-9a-f]{{{RUN_ID_HASH_LENGTH}}}$"
 REQUESTED_BY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:/+=-]{0,127}$"
 # <registry host>/<repository>[:<tag>][@sha256:<digest>], as ECR spells image URIs.
 IMAGE_PATTERN = (
@@ -50,6 +54,7 @@ NAME_RE = re.compile(NAME_PATTERN)
 SEMVER_RE = re.compile(SEMVER_PATTERN, re.ASCII)
 DAG_ID_RE = re.compile(DAG_ID_PATTERN)
 COMMIT_RE = re.compile(COMMIT_PATTERN)
+RUN_ID_RE = re.compile(RUN_ID_PATTERN, re.ASCII)
 REQUESTED_BY_RE = re.compile(REQUESTED_BY_PATTERN)
 IMAGE_RE = re.compile(IMAGE_PATTERN)
 
@@ -74,11 +79,7 @@ class TriggerEvent:
 
     @property
     def dag_id(self) -> str:
-        dag_id = f"mlops__{self.project}__{self.model}__{self.action}"
-        # Belt and braces: the names are validated, and this is the only place a DAG id is made.
-        if not DAG_ID_RE.fullmatch(dag_id):
-            raise EventError(f"{shown(dag_id)} is outside the mlops__ DAG namespace", code="forbidden_dag")
-        return dag_id
+        return make_dag_id(self.project, self.model, self.action)
 
     @property
     def run_id(self) -> str:
@@ -86,7 +87,7 @@ class TriggerEvent:
         canonical = json.dumps(
             {name: getattr(self, name) for name in FIELDS}, sort_keys=True, separators=(",", ":")
         )
-        digest = hashlib.sha256(canonical.encode()).hexdigest()[:20]
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_HASH_LENGTH]
         return f"trigger__{self.version}__{digest}"
 
     @property
@@ -95,6 +96,15 @@ class TriggerEvent:
 
     def log_fields(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in FIELDS}
+
+
+def make_dag_id(project: str, model: str, kind: str) -> str:
+    """``mlops__<project>__<model>__<kind>``: the only place a DAG id is made, from validated names."""
+    dag_id = f"mlops__{project}__{model}__{kind}"
+    # Belt and braces: the names are validated before they get here.
+    if not DAG_ID_RE.fullmatch(dag_id):
+        raise EventError(f"{shown(dag_id)} is outside the mlops__ DAG namespace", code="forbidden_dag")
+    return dag_id
 
 
 def decode_payload(raw: Any) -> Any:
@@ -150,36 +160,7 @@ def parse_event(raw: Any, *, ecr_registry: str, repository_prefix: str = "") -> 
     :param repository_prefix: an optional prefix of the ECR repository, before ``<project>/<model>``.
     :raises EventError: with a 4xx status that says which field is wrong and how.
     """
-    payload = decode_payload(raw)
-    if not isinstance(payload, dict):
-        raise EventError(
-            f"the event must be a JSON object with the fields {', '.join(FIELDS)}; got {type(payload).__name__}",
-            code="not_an_object",
-        )
-    try:
-        size = len(json.dumps(payload, separators=(",", ":")).encode("utf-8", "surrogatepass"))
-    except (TypeError, ValueError):
-        raise EventError("the event holds values that are not JSON", code="not_json") from None
-    if size > MAX_EVENT_BYTES:
-        raise _too_large(size)
-
-    unknown = sorted(str(key) for key in payload if key not in FIELDS)
-    if unknown:
-        raise EventError(
-            f"unknown field(s) {shown(unknown, 120)}: a trigger event has exactly {', '.join(FIELDS)}",
-            code="unknown_field",
-            field=unknown[0][:64],
-        )
-    for name in FIELDS:
-        if name not in payload:
-            raise EventError(f"the field {name!r} is missing", code="missing_field", field=name)
-        if not isinstance(payload[name], str):
-            raise EventError(
-                f"{name} must be a string, got {type(payload[name]).__name__} {shown(payload[name])}",
-                code="wrong_type",
-                field=name,
-            )
-
+    payload = check_string_fields(decode_payload(raw), FIELDS, "a trigger event")
     action = payload["action"]
     if action not in ACTIONS:
         raise EventError(f"action {shown(action)} is not one of {', '.join(ACTIONS)}", field="action")
@@ -202,6 +183,43 @@ def parse_event(raw: Any, *, ecr_registry: str, repository_prefix: str = "") -> 
     event = TriggerEvent(**{name: payload[name] for name in FIELDS})
     check_image(event, ecr_registry=ecr_registry, repository_prefix=repository_prefix)
     return event
+
+
+def check_string_fields(payload: Any, fields: tuple[str, ...], what: str) -> dict[str, str]:
+    """
+    The decoded event as a dict of exactly ``fields``, each a string, or the 4xx that says why not.
+
+    :param what: the kind of event, for messages ("a trigger event").
+    """
+    if not isinstance(payload, dict):
+        raise EventError(
+            f"the event must be a JSON object with the fields {', '.join(fields)}; got {type(payload).__name__}",
+            code="not_an_object",
+        )
+    try:
+        size = len(json.dumps(payload, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    except (TypeError, ValueError):
+        raise EventError("the event holds values that are not JSON", code="not_json") from None
+    if size > MAX_EVENT_BYTES:
+        raise _too_large(size)
+
+    unknown = sorted(str(key) for key in payload if key not in fields)
+    if unknown:
+        raise EventError(
+            f"unknown field(s) {shown(unknown, 120)}: {what} has exactly {', '.join(fields)}",
+            code="unknown_field",
+            field=unknown[0][:64],
+        )
+    for name in fields:
+        if name not in payload:
+            raise EventError(f"the field {name!r} is missing", code="missing_field", field=name)
+        if not isinstance(payload[name], str):
+            raise EventError(
+                f"{name} must be a string, got {type(payload[name]).__name__} {shown(payload[name])}",
+                code="wrong_type",
+                field=name,
+            )
+    return payload
 
 
 def check_image(event: TriggerEvent, *, ecr_registry: str, repository_prefix: str = "") -> None:

@@ -15,6 +15,10 @@ variable                            meaning
 ``MLOPS_ECR_REGISTRY``              ``<account>.dkr.ecr.<region>.amazonaws.com``; default: the
                                     function's own account and region
 ``MLOPS_ECR_REPOSITORY_PREFIX``     optional prefix before ``<project>/<model>``
+``MLOPS_AIRFLOW_UI_URL``            the Airflow UI that status answers link to (``<url>/dags/<dag>/runs/<run>``);
+                                    default: ``MLOPS_AIRFLOW_API_URL`` (an Airflow 3 api-server serves
+                                    the UI too). On MWAA set it to ``https://<WebserverUrl>``, or
+                                    status answers carry no link
 ==================================  ===========================================================
 """
 
@@ -40,6 +44,7 @@ class Settings:
     airflow_password: str | None = field(default=None, repr=False)
     airflow_token: str | None = field(default=None, repr=False)
     timeout: float = 10.0
+    ui_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], function_arn: str | None = None) -> Settings:
@@ -66,6 +71,14 @@ class Settings:
                     "target airflow needs credentials: MLOPS_AIRFLOW_SECRET_ID (Secrets Manager), "
                     "MLOPS_AIRFLOW_TOKEN, or MLOPS_AIRFLOW_USERNAME and MLOPS_AIRFLOW_PASSWORD"
                 )
+        ui_url = (env.get("MLOPS_AIRFLOW_UI_URL") or "").rstrip("/") or None
+        if ui_url is not None and (
+            not ui_url.startswith(("http://", "https://")) or "@" in ui_url.split("/")[2] or "?" in ui_url
+        ):
+            raise ConfigurationError(
+                "MLOPS_AIRFLOW_UI_URL must be the Airflow UI's http(s) address, without credentials or a "
+                "query, for example https://airflow.example.com"
+            )
         try:
             timeout = float(env.get("MLOPS_AIRFLOW_TIMEOUT_SECONDS") or 10)
         except ValueError:
@@ -81,6 +94,7 @@ class Settings:
             airflow_password=env.get("MLOPS_AIRFLOW_PASSWORD") or None,
             airflow_token=env.get("MLOPS_AIRFLOW_TOKEN") or None,
             timeout=timeout,
+            ui_url=ui_url or (url if target == "airflow" else None),
         )
 
 

@@ -1,12 +1,27 @@
 """
-Where a DAG run is created: a self-hosted Airflow 3 (REST API v2) or MWAA (``InvokeRestApi``).
+Where a DAG run is created and read back: a self-hosted Airflow 3 (REST API v2) or MWAA
+(``InvokeRestApi``).
 
 Both targets speak the same request, ``POST .../dags/{dag_id}/dagRuns`` with
 ``{"dag_run_id", "logical_date": null, "conf"}``, and read Airflow's answer the same way:
 a 409 means the run already exists, which is success for a retried invocation.
 
-boto3 and urllib are imported inside the methods that use them, so the handler's cold-start
-import stays small.
+The status query (``status.py``) reads a run, its task instances and a failed task's log:
+
+==============  ==============================================  =============================================
+read            self-hosted (REST API v2)                        MWAA
+==============  ==============================================  =============================================
+run state       ``GET /dags/{dag}/dagRuns/{run}``                ``GET /dags/{dag}/dagRuns?run_id_pattern=...``
+task instances  ``GET /dags/{dag}/dagRuns/{run}/taskInstances``  ``POST /dags/~/dagRuns/~/taskInstances/list``
+task log        ``GET .../taskInstances/{task}/logs/{try}``      CloudWatch Logs ``airflow-<env>-Task``
+==============  ==============================================  =============================================
+
+MWAA differs because ``InvokeRestApi``'s ``Path`` holds at most 64 characters, and
+``/dags/<dag id>/dagRuns/<run id>`` is at least 69: the run is found by a query on its DAG's
+runs, task instances through the batch endpoint, and logs where MWAA ships them.
+
+:class:`AirflowRestTarget` is here; ``MwaaTarget`` is in ``mwaa.py``. urllib is imported inside
+the methods that use it, so the handler's cold-start import stays small.
 """
 
 from __future__ import annotations
@@ -15,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mlops_trigger.errors import ConfigurationError, EventError, TargetError, shown
+from mlops_trigger.errors import TargetError, shown
 
 
 @dataclass(frozen=True)
@@ -24,10 +39,50 @@ class TriggerResult:
     state: str | None = None
 
 
+@dataclass(frozen=True)
+class TaskInstance:
+    task_id: str
+    state: str | None
+    try_number: int = 0
+    map_index: int = -1
+
+    @property
+    def key(self) -> str:
+        """``task_id``, or ``task_id[map_index]`` for one instance of a mapped task."""
+        return self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+
+    @classmethod
+    def from_api(cls, item: Any) -> TaskInstance:
+        """One entry of Airflow's ``task_instances`` list."""
+        item = item if isinstance(item, dict) else {}
+        try_number, map_index = item.get("try_number"), item.get("map_index")
+        return cls(
+            task_id=str(item.get("task_id")),
+            state=item.get("state"),
+            try_number=try_number if isinstance(try_number, int) else 0,
+            map_index=map_index if isinstance(map_index, int) else -1,
+        )
+
+
 class Target(Protocol):
     name: str
 
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, str]) -> TriggerResult: ...
+
+    def dag_run_state(self, dag_id: str, run_id: str) -> str | None:
+        """The run's state; :class:`TargetError` 404 ``run_not_found`` when there is no such run."""
+        ...
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstance]: ...
+
+    def task_log(self, dag_id: str, run_id: str, task: TaskInstance) -> list[Any]:
+        """The entries of the task's log for its ``try_number``, oldest first."""
+        ...
+
+
+#: Task instances read per run at most; an MLOps DAG has about ten.
+MAX_TASK_INSTANCES = 500
+PAGE_SIZE = 100
 
 
 def dag_run_body(run_id: str, conf: dict[str, str]) -> dict[str, Any]:
@@ -59,6 +114,29 @@ def error_for_status(status: int, payload: Any, dag_id: str) -> TargetError:
         )
     return TargetError(
         f"Airflow answered {status} for {dag_id}: {shown(detail, 300)}", status=502, code="airflow_error"
+    )
+
+
+def error_for_read(status: int, payload: Any, dag_id: str, run_id: str, what: str = "run") -> TargetError:
+    """Turn Airflow's refusal of a read (run, task instances, log) into the answer the caller gets."""
+    if status == 404:
+        if what == "run":
+            return TargetError(
+                f"Airflow has no run {run_id} of {dag_id}: use the MLOPS_DAG_RUN_ID that the trigger "
+                "answered for this model and kind",
+                status=404,
+                code="run_not_found",
+            )
+        return TargetError(
+            f"Airflow has no {what} for run {run_id} of {dag_id}", status=404, code="not_found"
+        )
+    if status in (401, 403):
+        return error_for_status(status, payload, dag_id)
+    detail = payload.get("detail") if isinstance(payload, dict) else payload
+    return TargetError(
+        f"Airflow answered {status} reading the {what} of {dag_id} run {run_id}: {shown(detail, 300)}",
+        status=502,
+        code="airflow_error",
     )
 
 
@@ -110,6 +188,37 @@ class AirflowRestTarget:
                 return TriggerResult(created=False, state=_get(existing, "state"))
         raise error_for_status(status, payload, dag_id)
 
+    def dag_run_state(self, dag_id: str, run_id: str) -> str | None:
+        status, payload = self._call("GET", f"/api/v2/dags/{_quote(dag_id)}/dagRuns/{_quote(run_id)}")
+        if status != 200:
+            raise error_for_read(status, payload, dag_id, run_id)
+        return _get(payload, "state")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstance]:
+        path = f"/api/v2/dags/{_quote(dag_id)}/dagRuns/{_quote(run_id)}/taskInstances"
+        items: list[Any] = []
+        while len(items) < MAX_TASK_INSTANCES:
+            status, payload = self._call("GET", f"{path}?limit={PAGE_SIZE}&offset={len(items)}")
+            if status != 200:
+                raise error_for_read(status, payload, dag_id, run_id, "task instances")
+            page = _get(payload, "task_instances") or []
+            items.extend(page)
+            if not page or len(items) >= (_get(payload, "total_entries") or 0):
+                break
+        return [TaskInstance.from_api(item) for item in items]
+
+    def task_log(self, dag_id: str, run_id: str, task: TaskInstance) -> list[Any]:
+        query = "full_content=true" + (f"&map_index={task.map_index}" if task.map_index >= 0 else "")
+        path = (
+            f"/api/v2/dags/{_quote(dag_id)}/dagRuns/{_quote(run_id)}/taskInstances/"
+            f"{_quote(task.task_id)}/logs/{int(task.try_number)}"
+        )
+        status, payload = self._call("GET", f"{path}?{query}")
+        if status != 200:
+            raise error_for_read(status, payload, dag_id, run_id, f"log of {task.key} try {task.try_number}")
+        content = _get(payload, "content")
+        return content if isinstance(content, list) else []
+
     def _call(self, method: str, path: str, body: Any = None, *, retry_auth: bool = True) -> tuple[int, Any]:
         status, payload = self._http(method, path, body, token=self._get_token())
         if status == 401 and retry_auth:
@@ -156,74 +265,6 @@ class AirflowRestTarget:
             return status, json.loads(text) if text else None
         except ValueError:
             return status, text[:300]
-
-
-class MwaaTarget:
-    """
-    An Amazon MWAA environment, through ``mwaa:InvokeRestApi`` (the environment stays private).
-
-    :param environment: the MWAA environment name.
-    :param client: a boto3 ``mwaa`` client; made on first use when not given.
-    """
-
-    name = "mwaa"
-    #: InvokeRestApi's ``Path`` is at most 64 characters (botocore's service model).
-    MAX_PATH = 64
-
-    def __init__(self, environment: str, client: Any = None) -> None:
-        self.environment = environment
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("mwaa")
-        return self._client
-
-    def trigger(self, dag_id: str, run_id: str, conf: dict[str, str]) -> TriggerResult:
-        path = f"/dags/{dag_id}/dagRuns"
-        if len(path) > self.MAX_PATH:
-            raise EventError(
-                f"the DAG id {dag_id} makes the MWAA InvokeRestApi path {len(path)} characters long; "
-                f"MWAA allows {self.MAX_PATH}. Shorten the project and model names (together at most "
-                f"{self.MAX_PATH - len('/dags/mlops______/dagRuns') - len(dag_id.rsplit('__', 1)[1])} characters)",
-                code="dag_id_too_long_for_mwaa",
-                field="model",
-            )
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            response = self.client.invoke_rest_api(
-                Name=self.environment, Path=path, Method="POST", Body=dag_run_body(run_id, conf)
-            )
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("RestApiClientException", "RestApiServerException"):
-                status = int(exc.response.get("RestApiStatusCode") or 502)
-                if status == 409:
-                    return TriggerResult(created=False)
-                raise error_for_status(status, exc.response.get("RestApiResponse"), dag_id) from None
-            if code == "ResourceNotFoundException":
-                raise ConfigurationError(
-                    f"MWAA environment {self.environment!r} does not exist: check MLOPS_MWAA_ENVIRONMENT"
-                ) from None
-            if code == "AccessDeniedException":
-                raise TargetError(
-                    "the Lambda's role may not call airflow:InvokeRestApi on "
-                    f"{self.environment!r} (it needs the Admin or User Airflow role)",
-                    status=502,
-                    code="airflow_auth_failed",
-                ) from None
-            raise TargetError(
-                f"MWAA InvokeRestApi failed: {code}", status=502, code="airflow_error"
-            ) from None
-        except BotoCoreError as exc:
-            raise TargetError(
-                f"MWAA did not answer: {type(exc).__name__}", status=504, code="airflow_unreachable"
-            ) from None
-        return TriggerResult(created=True, state=_get(response.get("RestApiResponse"), "state"))
 
 
 def _quote(part: str) -> str:

@@ -14,8 +14,8 @@ from botocore.config import Config
 from botocore.stub import Stubber
 from mlops_trigger.app import handle
 from mlops_trigger.logs import get_logger
+from mlops_trigger.mwaa import MwaaTarget
 from mlops_trigger.settings import Settings
-from mlops_trigger.targets import MwaaTarget
 from trigger_testenv import ECR_REGISTRY, MODEL, PROJECT, Context, valid_event
 
 from airflow_provider_mlops.airflow_api import AirflowApiError

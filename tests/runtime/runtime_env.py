@@ -43,10 +43,12 @@ from trigger_testenv import ECR_REGISTRY, aws_env  # noqa: E402
 
 from airflow_provider_mlops.airflow_api import AirflowApiError  # noqa: E402
 from airflow_provider_mlops.local_airflow import LocalAirflow, PostgresCluster  # noqa: E402
+from airflow_provider_mlops.naming import model_group  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "breast-cancer"
 PROJECT, MODEL = "demo", "breast-cancer"
 REPOSITORY = f"{PROJECT}/{MODEL}"
+GROUP = model_group(PROJECT, MODEL)  # the registry group and endpoint name
 BUCKET = "mlops-runtime-dags"
 CONFIGS_PREFIX = "dags/mlops"
 UPSTREAM_PROJECT_ID, UPSTREAM_PATH, JOB_TOKEN = "314", "ml/breast-cancer", "runtime-job-token"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from browser import ui
-from runtime_env import REPO, invoke
+from runtime_env import GROUP, REPO, invoke
 
 from airflow_provider_mlops.airflow_api import AirflowClient, free_port
 
@@ -74,7 +74,7 @@ def test_mlops_up_trains_approves_deploys_and_stops_on_ctrl_c(tmp_path: Path) ->
                 time.sleep(1)
             page.approve(DAG.format("deploy"), deploy_run, expect="1.0.0")
             assert _wait_run(client, DAG.format("deploy"), deploy_run) == "success"
-        router = json.loads((home / "mlops" / "endpoints" / "demo-breast-cancer" / "router.json").read_text())
+        router = json.loads((home / "mlops" / "endpoints" / GROUP / "router.json").read_text())
         payload = (REPO / "examples" / "breast-cancer" / "smoke_payload.json").read_bytes()
         status, body = invoke(f"http://127.0.0.1:{router['port']}", payload)
         assert status == 200 and b"predictions" in body

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from browser import ui
-from runtime_env import APPROVER, World, invoke, read_dotenv, timed
+from runtime_env import APPROVER, GROUP, World, invoke, read_dotenv, timed
 
 pytestmark = pytest.mark.runtime
 
@@ -76,7 +76,7 @@ def test_training_defers_to_the_triggerer_and_registers_the_release(world: World
     trigger_logs = {name: text for name, text in logs.items() if ".trigger." in name}
     assert trigger_logs, f"the training job never deferred to the triggerer: {sorted(logs)}"
     assert any("Trigger fired event" in text or "InProgress" in text for text in trigger_logs.values()), trigger_logs
-    version = world.registry().get("demo-breast-cancer", "1.0.0")
+    version = world.registry().get(GROUP, "1.0.0")
     assert version.gate["passed"] is True
     assert version.lineage["image_version"] == env["MLOPS_VERSION"]
     assert version.lineage["image"] == env["MLOPS_IMAGE"]
@@ -99,7 +99,7 @@ def test_a_person_approves_in_the_airflow_ui(world: World, tmp_path: Path) -> No
     with timed("browser: log in, open Required Actions, approve"), \
             ui(world.airflow.base_url, world.airflow.passwords[APPROVER], tmp_path / "screenshots", user=APPROVER) as page:
         shown = page.approve(world.dag_id("deploy"), run_id, expect="1.0.0")
-    assert "demo-breast-cancer" in shown and "Gate: PASSED" in shown, shown[:2000]
+    assert GROUP in shown and "Gate: PASSED" in shown, shown[:2000]
     assert "f1" in shown and "0.98" in shown, "the gate table is shown to the approver"
     assert "1.0.7" in shown or STATE["first"][1]["MLOPS_IMAGE"].split("@")[0] in shown, "the release is named"
 
@@ -109,10 +109,10 @@ def test_the_approved_version_serves_the_smoke_payload_and_is_in_production(worl
     with timed("deploy DAG after approval (deploy, smoke_test, promote, notify)"):
         run = world.wait_run("deploy", run_id, timeout=240)
     assert run["state"] == "success", world.ti_states("deploy", run_id)
-    version = world.registry().get("demo-breast-cancer", "1.0.0")
+    version = world.registry().get(GROUP, "1.0.0")
     assert version.stage == "production"
     assert version.approval["by"] == APPROVER
-    endpoint = json.loads((world.airflow.mlops_home / "endpoints" / "demo-breast-cancer" / "router.json").read_text())
+    endpoint = json.loads((world.airflow.mlops_home / "endpoints" / GROUP / "router.json").read_text())
     payload = (world.published / "demo" / "breast-cancer" / "smoke_payload.json").read_bytes()
     status, body = invoke(f"http://127.0.0.1:{endpoint['port']}", payload)
     assert status == 200 and b"predictions" in body
@@ -138,7 +138,7 @@ def test_the_scheduled_retrain_trains_the_released_image(world: World) -> None:
     assert train_run["state"] == "success", world.ti_states("train", train_run["dag_run_id"])
     assert {k: train_run["conf"].get(k) for k in ("image", "version", "commit")} == {
         "image": env["MLOPS_IMAGE"], "version": env["MLOPS_VERSION"], "commit": env["MLOPS_COMMIT"]}
-    newest = world.registry().latest("demo-breast-cancer")
+    newest = world.registry().latest(GROUP)
     assert newest.semver == "1.0.1"
     assert newest.lineage["image"] == env["MLOPS_IMAGE"]
     assert newest.lineage["requested_by"] == "retrain-schedule"
@@ -158,16 +158,21 @@ def test_a_release_that_failed_its_gate_is_refused_by_the_ci_deploy_job(world: W
     states = world.ti_states("train", run_id)
     assert run["state"] == "success", states
     assert states["gate_passed"] == "skipped", f"a failed gate must show in the Grid: {states}"
-    rejected = world.registry().latest("demo-breast-cancer")
+    rejected = world.registry().latest(GROUP)
     assert rejected.status == "Rejected" and rejected.gate["passed"] is False
     assert rejected.lineage["image_version"] == "1.0.8"
 
-    with timed("CI: deploy job for the gate-failed release"):
+    env["MLOPS_TRIGGER_WAIT_FOR_RESULT"] = "true"  # as .gitlab-ci.yml's deploy job sets it
+    env["MLOPS_TRIGGER_POLL_SECONDS"] = "2"
+    with timed("CI: deploy job for the gate-failed release, until refused"):
         deploy = world.ci_job("trigger.sh", "deploy", "deploy.env", workdir=workdir, env=env, check=False)
     assert deploy.returncode != 0, deploy.output
     assert "gate" in deploy.output and "1.0.8" in deploy.output, deploy.output[-3000:]
     assert f"{world.airflow.base_url}/dags/{world.dag_id('deploy')}/runs/" in deploy.output
-    assert world.registry().production("demo-breast-cancer").semver == "1.0.0"
+    refused = read_dotenv(workdir / "deploy.env")["MLOPS_DAG_RUN_ID"]
+    resolve = world.task_instances("deploy", refused)["resolve_version"]
+    assert (resolve["state"], resolve["try_number"]) == ("failed", 1), "a refusal no retry can fix fails at once"
+    assert world.registry().production(GROUP).semver == "1.0.0"
 
 
 def test_a_failing_training_reaches_slack_and_fails_the_ci_job_with_the_run_link(world: World) -> None:
@@ -178,7 +183,8 @@ def test_a_failing_training_reaches_slack_and_fails_the_ci_job_with_the_run_link
     before = len(world.slack.requests)
     with timed("CI pipeline 9 (broken training): trigger-train until the run fails"):
         workdir, env = world.run_model_pipeline(repo, iid=9)
-        env["MLOPS_TRIGGER_WAIT_FOR_RESULT"] = "true"
+        env["MLOPS_TRIGGER_WAIT_FOR_RESULT"] = "true"  # as .gitlab-ci.yml's trigger-train job sets it
+        env["MLOPS_TRIGGER_POLL_SECONDS"] = "2"
         result = world.ci_job("trigger.sh", "train", "train.env", workdir=workdir, env=env, check=False, timeout=600)
     assert result.returncode != 0, result.output
     assert f"{world.airflow.base_url}/dags/{world.dag_id('train')}/runs/" in result.output, result.output[-3000:]

@@ -12,6 +12,7 @@ locals {
     MLOPS_TRIGGER_TARGET   = "mwaa"
     MLOPS_MWAA_ENVIRONMENT = var.mwaa_environment_name
     MLOPS_ECR_REGISTRY     = var.ecr_registry
+    MLOPS_AIRFLOW_UI_URL   = var.airflow_ui_url
     MLOPS_LOG_LEVEL        = var.log_level
   }
 }
@@ -56,6 +57,13 @@ data "aws_iam_policy_document" "permissions" {
     sid       = "InvokeAirflowRestApiOnThisEnvironment"
     actions   = ["airflow:InvokeRestApi"]
     resources = [local.invoke_rest_api_arn]
+  }
+
+  # The status query's log tail of a failed task (CI prints it); only this environment's task logs.
+  statement {
+    sid       = "ReadMwaaTaskLogsForStatusQueries"
+    actions   = ["logs:GetLogEvents"]
+    resources = ["arn:${var.partition}:logs:${var.region}:${var.account_id}:log-group:airflow-${var.mwaa_environment_name}-Task:log-stream:*"]
   }
 
   statement {

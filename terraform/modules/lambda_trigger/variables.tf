@@ -90,3 +90,9 @@ variable "log_retention_days" {
   type        = number
   default     = 365
 }
+
+variable "airflow_ui_url" {
+  description = "The Airflow UI that status answers link to (MLOPS_AIRFLOW_UI_URL): https://<MWAA webserver URL>."
+  type        = string
+  default     = ""
+}
