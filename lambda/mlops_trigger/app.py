@@ -14,18 +14,37 @@ line.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
 
 from mlops_trigger.errors import EventError, TriggerError
-from mlops_trigger.event import decode_payload, parse_event
+from mlops_trigger.event import decode_payload, is_http_event, parse_event
 from mlops_trigger.settings import Settings
 from mlops_trigger.status import is_status_query, parse_status_query, read_status
 from mlops_trigger.targets import Target
 
 
 def handle(
+    raw_event: Any, context: Any, *, settings: Settings, target: Target, logger: logging.Logger
+) -> dict[str, Any]:
+    """
+    Answer one invocation. A direct ``Invoke`` (CI) gets the answer object itself; a function URL
+    or API Gateway request gets it as an HTTP response, the JSON answer in its ``body``, so an
+    HTTP caller sees the error's code, field and message too.
+    """
+    answer = _answer(raw_event, context, settings=settings, target=target, logger=logger)
+    if is_http_event(raw_event):
+        return {
+            "statusCode": answer.get("statusCode", 500),
+            "headers": {"Content-Type": "application/json"},
+            "body": json.dumps(answer, sort_keys=True),
+        }
+    return answer
+
+
+def _answer(
     raw_event: Any, context: Any, *, settings: Settings, target: Target, logger: logging.Logger
 ) -> dict[str, Any]:
     started = time.perf_counter()

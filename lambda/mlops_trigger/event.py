@@ -114,11 +114,18 @@ def decode_payload(raw: Any) -> Any:
     A direct ``Invoke`` passes parsed JSON; a function URL or API Gateway passes ``{"body": ...}``
     (possibly base64); a test may pass a JSON string or bytes.
     """
-    if isinstance(raw, dict) and "body" in raw and ("requestContext" in raw or "headers" in raw):
+    if is_http_event(raw):
         body = raw.get("body")
         if body is None:
             raise EventError("the request has no body: send the trigger event as JSON", code="not_json")
-        if raw.get("isBase64Encoded"):
+        encoded = raw.get("isBase64Encoded", False)
+        if not isinstance(encoded, bool):
+            raise EventError(
+                f"isBase64Encoded must be a JSON boolean (true or false), got {type(encoded).__name__} {shown(encoded)}",
+                code="wrong_type",
+                field="isBase64Encoded",
+            )
+        if encoded:
             try:
                 body = base64.b64decode(body, validate=True)
             except (binascii.Error, ValueError, TypeError):
@@ -135,12 +142,32 @@ def decode_payload(raw: Any) -> Any:
         if len(raw.encode("utf-8", "surrogatepass")) > MAX_EVENT_BYTES:
             raise _too_large(len(raw))
         try:
-            return json.loads(raw)
+            return json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
         except json.JSONDecodeError as exc:
             raise EventError(
                 f"the event is not JSON ({exc.msg} at char {exc.pos})", code="not_json"
             ) from None
     return raw
+
+
+def is_http_event(raw: Any) -> bool:
+    """A function URL or API Gateway request (``{"body", "headers" | "requestContext"}``), not a direct Invoke."""
+    return isinstance(raw, dict) and "body" in raw and ("requestContext" in raw or "headers" in raw)
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """
+    JSON objects with a key given twice are refused: parsers disagree on which one wins, so a
+    validator in front of the Lambda could read one value while the Lambda acts on the other.
+    """
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise EventError(
+                f"the key {shown(key)} is given twice: give each field once", code="duplicate_key", field=str(key)[:64]
+            )
+        seen[key] = value
+    return seen
 
 
 def _too_large(size: int) -> EventError:

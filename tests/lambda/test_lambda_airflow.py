@@ -11,7 +11,7 @@ import json
 
 import handler
 import pytest
-from trigger_testenv import FOREIGN_DAG, HOSTILE_EVENTS, MODEL, PROJECT, Context, valid_event
+from trigger_testenv import FOREIGN_DAG, HOSTILE_EVENTS, MODEL, PROJECT, Context, unwrap, valid_event
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_deploy_and_retrain_reach_their_own_dags(airflow_target, action):
 )
 def test_hostile_events_create_nothing(airflow_target, name, raw, status, code, field):
     before = airflow_target.count_runs()
-    answer = invoke(raw)
+    answer = unwrap(invoke(raw))
     assert (answer["statusCode"], answer["error"], answer.get("field")) == (status, code, field), answer
     assert answer["ok"] is False and answer["message"]
     assert airflow_target.count_runs() == before
@@ -177,3 +177,13 @@ def test_the_api_server_serves_the_repositorys_dags(airflow_stack):
     for kind in ("train", "deploy", "retrain"):
         dag = airflow_stack.client().request("GET", f"/api/v2/dags/{airflow_stack.dag_id(kind)}")
         assert dag["fileloc"] == str(REPO / "dags" / "mlops_dags.py")
+
+
+def test_a_function_url_gets_an_http_answer_with_the_json_body(airflow_target):
+    """API Gateway and function URLs pass only statusCode/headers/body on: the details go in the body."""
+    wrapped = {"headers": {}, "requestContext": {}, "body": json.dumps(valid_event(project="Bad"))}
+    answer = invoke(wrapped)
+    assert answer["statusCode"] == 400 and set(answer) == {"statusCode", "headers", "body"}
+    assert unwrap(answer)["field"] == "project"
+    created = invoke({"headers": {}, "requestContext": {}, "body": json.dumps(valid_event(version="1.0.12"))})
+    assert created["statusCode"] == 201 and unwrap(created)["dag_run_id"].startswith("trigger__1.0.12__")

@@ -180,7 +180,8 @@ def test_a_status_query_through_a_function_url_is_answered(airflow_target):
         "requestContext": {},
         "body": json.dumps(status_query(dag_run_id=run["dag_run_id"])),
     }
-    assert invoke(wrapped)["state"] == "queued"
+    answer = invoke(wrapped)
+    assert answer["statusCode"] == 200 and json.loads(answer["body"])["state"] == "queued"
 
 
 def test_an_unknown_run_is_a_404(airflow_target):

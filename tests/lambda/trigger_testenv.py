@@ -229,6 +229,16 @@ def aws_env(endpoint_url: str) -> dict[str, str]:
     }
 
 
+def unwrap(answer: dict[str, Any]) -> dict[str, Any]:
+    """The answer object: as a direct Invoke returns it, or from an HTTP response's JSON body."""
+    if "body" in answer:
+        assert answer["headers"]["Content-Type"] == "application/json", answer
+        inner = json.loads(answer["body"])
+        assert inner["statusCode"] == answer["statusCode"], answer
+        return dict(inner)
+    return answer
+
+
 def _without(name: str) -> dict[str, Any]:
     event = valid_event()
     del event[name]
@@ -308,6 +318,28 @@ HOSTILE_EVENTS: list[tuple[str, Any, int, str, str | None]] = [
     ("json-array", ["train", PROJECT, MODEL], 400, "not_an_object", None),
     ("json-scalar-text", '"train"', 400, "not_an_object", None),
     ("function-url-bad-body", {"headers": {}, "requestContext": {}, "body": "{oops"}, 400, "not_json", None),
+    # A validator in front that keeps the first key would see "train"; the Lambda must not run "deploy".
+    (
+        "duplicate-key",
+        json.dumps(valid_event())[:-1] + ', "action": "deploy"}',
+        400,
+        "duplicate_key",
+        "action",
+    ),
+    (
+        "function-url-duplicate-key",
+        {"headers": {}, "requestContext": {}, "body": json.dumps(valid_event())[:-1] + ', "project": "other"}'},
+        400,
+        "duplicate_key",
+        "project",
+    ),
+    (
+        "function-url-base64-flag-as-string",
+        {"headers": {}, "requestContext": {}, "body": json.dumps(valid_event()), "isBase64Encoded": "false"},
+        400,
+        "wrong_type",
+        "isBase64Encoded",
+    ),
     (
         "function-url-bad-base64",
         {"headers": {}, "requestContext": {}, "body": "%%%", "isBase64Encoded": True},
