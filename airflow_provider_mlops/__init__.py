@@ -30,6 +30,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "MLOps", "python-modules": [
                 "airflow_provider_mlops.operators.train",
                 "airflow_provider_mlops.operators.register",
+                "airflow_provider_mlops.operators.approve",
                 "airflow_provider_mlops.operators.deploy",
                 "airflow_provider_mlops.operators.retrain",
                 "airflow_provider_mlops.operators.notify",

@@ -118,14 +118,55 @@ class AirflowClient:
         return list(payload.get("hitl_details", []))
 
     def respond(
-        self, dag_id: str, run_id: str, task_id: str, option: str, map_index: int = -1
+        self, dag_id: str, run_id: str, task_id: str, option: str, map_index: int = -1,
+        params_input: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Answer a human-in-the-loop request with one of its options (``Approve`` or ``Reject``)."""
+        """
+        Answer a human-in-the-loop request with one of its options (``Approve`` or ``Reject``).
+
+        :param params_input: the form's fields (the approval's ``reason``), as the UI sends them.
+            The api-server answers 403 when the request has ``assigned_users`` and this user is
+            not one of them, and 409 when it was answered already.
+        """
         path = (
             f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/"
             f"{_q(task_id)}/{map_index}/hitlDetails"
         )
-        return self.request("PATCH", path, {"chosen_options": [option]})
+        body: dict[str, Any] = {"chosen_options": [option]}
+        if params_input is not None:
+            body["params_input"] = dict(params_input)
+        return self.request("PATCH", path, body)
+
+    def whoami(self) -> tuple[str, str]:
+        """
+        The authenticated user as ``(id, name)``, as Airflow's auth manager sees them.
+
+        Asks the api-server (``GET /ui/auth/me``, what the UI uses), so the identity is the one
+        the credentials prove, never a name the caller typed; an api-server without that route
+        gives the token's ``sub`` claim.
+        """
+        try:
+            me = self.request("GET", "/ui/auth/me")
+            return str(me["id"]), str(me.get("username") or me["id"])
+        except AirflowApiError as exc:
+            if exc.status != 404:
+                raise
+        claims = _jwt_claims(self.get_token())
+        subject = str(claims.get("sub") or "")
+        if not subject:
+            raise MlopsError("the Airflow token names no user (no 'sub' claim); log in with a username and password")
+        return subject, self.username or subject
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    """A JWT's claims, unverified: the api-server verifies the token on every call that uses it."""
+    import base64
+
+    try:
+        payload = token.split(".")[1]
+        return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+    except (IndexError, ValueError) as exc:
+        raise MlopsError(f"MLOPS_AIRFLOW_TOKEN is not a JWT ({exc})") from None
 
 
 def _q(part: str) -> str:
@@ -147,9 +188,12 @@ class ApiServer:
     password: str = field(repr=False)
     process: subprocess.Popen[bytes]
     log_path: Path
+    passwords: dict[str, str] = field(default_factory=dict, repr=False)
 
-    def client(self) -> AirflowClient:
-        return AirflowClient(self.base_url, self.username, self.password)
+    def client(self, username: str | None = None) -> AirflowClient:
+        """A client logged in as ``username`` (default: the first user)."""
+        name = username or self.username
+        return AirflowClient(self.base_url, name, self.passwords.get(name, self.password))
 
 
 def api_server_env(airflow_home: Path, base_env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -178,16 +222,20 @@ def run_api_server(
     env: Mapping[str, str] | None = None,
     username: str = "admin",
     startup_timeout: float = 90.0,
+    other_users: tuple[str, ...] = (),
 ) -> Iterator[ApiServer]:
     """
     Start ``airflow api-server`` on a free 127.0.0.1 port with the simple auth manager.
 
-    The password is random, written to the simple auth manager's password file with mode 0600,
+    Passwords are random, written to the simple auth manager's password file with mode 0600,
     and never printed. The server is stopped when the context exits.
+
+    :param other_users: more users (each an admin, like ``username``).
     """
-    password = secrets.token_urlsafe(16)
+    passwords = {name: secrets.token_urlsafe(16) for name in (username, *other_users)}
+    password = passwords[username]
     passwords_file = airflow_home / "simple_auth_manager_passwords.json"
-    passwords_file.write_text(json.dumps({username: password}))
+    passwords_file.write_text(json.dumps(passwords))
     passwords_file.chmod(0o600)
     port = free_port()
     server_env = api_server_env(airflow_home, env)
@@ -197,7 +245,7 @@ def run_api_server(
             "AIRFLOW__CORE__AUTH_MANAGER": (
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
             ),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{name}:admin" for name in passwords),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         }
@@ -212,7 +260,7 @@ def run_api_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = ApiServer(f"http://127.0.0.1:{port}", username, password, process, log_path)
+    server = ApiServer(f"http://127.0.0.1:{port}", username, password, process, log_path, passwords)
     try:
         _wait_healthy(server, startup_timeout)
         yield server

@@ -7,7 +7,8 @@
     mlops render PATH [--json]                the DAGs and tasks a config produces
     mlops schema [-o FILE]                    the JSON Schema of mlops.yaml
     mlops versions PROJECT/MODEL              the registry's versions
-    mlops approve|reject PROJECT/MODEL VER    answer the deploy approval (REST) or record it
+    mlops approve|reject PROJECT/MODEL VER    answer the waiting deploy approval (REST), or --registry-only
+    mlops audit PROJECT/MODEL [--json]        who approved, rejected, overrode, deployed, rolled back, promoted
     mlops endpoint status|stop|invoke NAME    local endpoints
     mlops version next --config F --build-number N --commit SHA   CI's image version (dotenv)
     mlops demo                                the example's full local pipeline
@@ -20,19 +21,16 @@ Nothing here imports Airflow, except ``demo``.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import re
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_mlops.exceptions import ConfigError, ConfigErrors, InputError, MlopsError
-from airflow_provider_mlops.naming import NAME_RULE, dag_id, is_valid_name
-from airflow_provider_mlops.versioning import SEMVER_RULE, is_semver
+from airflow_provider_mlops.naming import NAME_RULE, is_valid_name
 
 
 def _print_errors(errors: Sequence[ConfigError]) -> None:
@@ -159,7 +157,10 @@ def _find_config(project: str, model: str, config: str | None) -> Any:
     from airflow_provider_mlops.config.loader import config_roots, load_all, load_config
 
     if config:
-        loaded = load_config(config)
+        # Under a config root (MLOPS_CONFIG_PATH), its organisation defaults apply as the DAG loader applies them.
+        path = Path(config).resolve()
+        root = next((r for r in config_roots() if path.is_relative_to(r.resolve())), None)
+        loaded = load_config(config, root=root)
         if (loaded.config.project, loaded.config.model) != (project, model):
             raise InputError(f"{config} is {loaded.config.project}/{loaded.config.model}, not {project}/{model}")
         return loaded
@@ -198,52 +199,19 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    """approve / reject: answer the pending approval through Airflow's REST API, else record it."""
-    from airflow_provider_mlops import runtime
-    from airflow_provider_mlops.registry.base import APPROVED, REJECTED
+    """approve / reject: answer the waiting deploy run through Airflow's REST API, or record it (decide.py)."""
+    from airflow_provider_mlops.decide import decide
 
     project, model = _parse_model_ref(args.model)
-    if not is_semver(args.version):
-        raise InputError(f"version {args.version!r} must be {SEMVER_RULE}")
-    loaded = _find_config(project, model, args.config)
-    registry = runtime.registry_for(loaded)
-    group = runtime.group_of(loaded)
-    version = registry.get(group, args.version)
-    approve = args.command == "approve"
-    if os.environ.get("MLOPS_AIRFLOW_API_URL") and not args.registry_only:
-        from airflow_provider_mlops.airflow_api import AirflowClient
-
-        client = AirflowClient.from_env()
-        deploy_dag = dag_id(project, model, "deploy")
-        for pending in client.pending_approvals(deploy_dag):
-            ti = pending.get("task_instance", {})
-            if re.search(rf"(?<![\d.]){re.escape(args.version)}(?![\d.]*\d)", pending.get("subject") or ""):
-                _wait_awaiting_input(client, deploy_dag, ti)
-                option = "Approve" if approve else "Reject"
-                client.respond(deploy_dag, ti["dag_run_id"], ti["task_id"], option, ti.get("map_index", -1))
-                print(f"{option}d {group} {args.version} in Airflow run {ti['dag_run_id']} (as {client.username or 'token user'})")
-                return 0
-        print(f"no deploy run of {group} waits for approval of {args.version}; recording it in the registry")
-    target = APPROVED if approve else REJECTED
-    if version.approval and version.status == target:
-        print(f"{group} {args.version} is already {version.status} (by {version.approval.get('by')})")
-        return 0
-    by = args.by or os.environ.get("MLOPS_APPROVER") or getpass.getuser()
-    updated = registry.set_approval(group, args.version, target, by=by, reason=args.reason or "")
-    print(f"{group} {args.version}: {updated.status} by {by} at {updated.approval['at']}")
-    return 0
+    return decide(args, _find_config(project, model, args.config))
 
 
-def _wait_awaiting_input(client: Any, dag: str, ti: dict[str, Any], timeout: float = 30.0) -> None:
-    """Answer only once the task is parked: a response in the instant before that can be lost."""
-    from urllib.parse import quote
+def cmd_audit(args: argparse.Namespace) -> int:
+    """The model's audit log: decisions, deploys, rollbacks, promotions (decide.py)."""
+    from airflow_provider_mlops.decide import audit
 
-    path = f"/api/v2/dags/{quote(dag)}/dagRuns/{quote(ti['dag_run_id'], safe='')}/taskInstances/{quote(ti['task_id'])}"
-    deadline = time.monotonic() + timeout
-    while client.request("GET", path).get("state") != "awaiting_input":
-        if time.monotonic() > deadline:
-            raise MlopsError(f"task {ti['task_id']} of {dag} run {ti['dag_run_id']} did not reach awaiting_input in {timeout:.0f}s")
-        time.sleep(0.3)
+    project, model = _parse_model_ref(args.model)
+    return audit(args, _find_config(project, model, args.config))
 
 
 def cmd_endpoint(args: argparse.Namespace) -> int:
@@ -372,10 +340,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("model", help="PROJECT/MODEL")
         p.add_argument("version", help="MAJOR.MINOR.PATCH")
         p.add_argument("--config", help="the model's mlops.yaml (default: search MLOPS_CONFIG_PATH)")
-        p.add_argument("--by", help="who decides, when recorded in the registry (default: $MLOPS_APPROVER or $USER)")
-        p.add_argument("--reason", default="")
-        p.add_argument("--registry-only", action="store_true", help="record in the registry without asking Airflow")
+        p.add_argument("--by", help="who decides, without Airflow only (default: $MLOPS_APPROVER or $USER); "
+                       "with MLOPS_AIRFLOW_API_URL set, you decide as the Airflow user you log in as")
+        p.add_argument("--reason", default="", help="why; recorded (required to reject, and for --override-gate)")
+        p.add_argument("--registry-only", action="store_true",
+                       help="record the decision in the registry for a later deploy run, without answering a waiting one")
+        if name == "approve":
+            p.add_argument("--override-gate", action="store_true",
+                           help="approve a version that failed its gate (deployment.gate_override_by only; needs --reason)")
         p.set_defaults(func=cmd_decide)
+
+    p = sub.add_parser("audit", help="a model's audit log: approvals, rejections, overrides, deploys, rollbacks, promotions")
+    p.add_argument("model", help="PROJECT/MODEL")
+    p.add_argument("--config", help="the model's mlops.yaml (default: search MLOPS_CONFIG_PATH)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("endpoint", help="inspect, call or stop a local endpoint")
     p.add_argument("action", choices=["status", "stop", "invoke"])

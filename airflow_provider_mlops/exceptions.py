@@ -12,7 +12,9 @@ catch the whole family, or one branch of it::
     ├── BackendError           a compute job could not be submitted, failed or was stopped
     │   └── BackendNotAvailableError *   the backend is configured but not usable here
     ├── RegistryError          the model registry refused an operation
-    │   └── VersionNotFoundError *   no such model version, or no version trained from a release
+    │   ├── VersionNotFoundError *   no such model version, or no version trained from a release
+    │   └── ApprovalConflictError *  the version was already decided (approved, rejected): one decision wins
+    ├── ApprovalRefusedError *       this person may not make this decision (approvers, override, reason)
     ├── DeploymentError        an endpoint could not be created, updated or health-checked
     │   └── DeployRefusedError *     the version may not be deployed (gate failed, Rejected, ...)
     └── NotificationSetupError *     a notification channel can't be used here (a missing extra)
@@ -129,6 +131,27 @@ class RegistryError(MlopsError):
 
 class VersionNotFoundError(RegistryError):
     """The requested model version does not exist, or no version was trained from the requested release."""
+
+    retryable = False
+
+
+class ApprovalConflictError(RegistryError):
+    """
+    A decision (approve, reject, override) on a version that is already decided.
+
+    Decisions are compare-and-set on the version's state: of two racing decisions exactly one
+    is recorded, and the other gets this error naming the one that won.
+    """
+
+    retryable = False
+
+
+class ApprovalRefusedError(MlopsError):
+    """
+    This person may not make this decision: not in ``deployment.approvers`` (or
+    ``deployment.gate_override_by`` for an override), the version's own requester under
+    ``deployment.forbid_self_approval``, or a reason is missing where one is required.
+    """
 
     retryable = False
 

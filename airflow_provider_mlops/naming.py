@@ -12,6 +12,13 @@ import re
 NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
 NAME_RE = re.compile(NAME_PATTERN)
 NAME_RULE = "1-32 characters of lowercase letters, digits and '-', starting and ending with a letter or digit"
+#: Joins project and model in the names of shared resources (registry group, endpoint). A name
+#: may not contain it, so ``<project>--<model>`` splits back one way only: ``a-b/c`` is
+#: ``a-b--c`` and ``a/b-c`` is ``a--b-c``. (The old ``<project>-<model>`` gave both ``a-b-c``.)
+RESOURCE_JOIN = "--"
+NO_JOIN_RULE = f"may not contain '{RESOURCE_JOIN}': it joins project and model in registry and endpoint names"
+#: SageMaker's limit for model package group and endpoint names.
+MAX_RESOURCE_NAME = 63
 
 DAG_PREFIX = "mlops"
 DAG_KINDS = ("train", "deploy", "retrain")
@@ -25,7 +32,7 @@ MAX_JOB_NAME = 63
 
 
 def is_valid_name(name: object) -> bool:
-    return isinstance(name, str) and bool(NAME_RE.fullmatch(name))
+    return isinstance(name, str) and bool(NAME_RE.fullmatch(name)) and RESOURCE_JOIN not in name
 
 
 def dag_id(project: str, model: str, kind: str) -> str:
@@ -36,8 +43,40 @@ def dag_id(project: str, model: str, kind: str) -> str:
 
 
 def model_group(project: str, model: str) -> str:
-    """The registry group (and ECR repository suffix) of a model: ``<project>-<model>``."""
+    """
+    The registry group and default endpoint name of a model: ``<project>--<model>``.
+
+    One-to-one, because names never contain ``--`` (:data:`RESOURCE_JOIN`).
+    """
+    return f"{project}{RESOURCE_JOIN}{model}"
+
+
+def legacy_model_group(project: str, model: str) -> str:
+    """
+    The name releases before the ``--`` join gave: ``<project>-<model>``, which two models can share.
+
+    Kept for finding (and moving) what a model registered or deployed under it.
+    """
     return f"{project}-{model}"
+
+
+def model_ref(group: str) -> str:
+    """``PROJECT/MODEL`` for messages, from a registry group (``demo--x`` or an old ``demo-x``)."""
+    project, sep, model = group.partition(RESOURCE_JOIN)
+    return f"{project}/{model}" if sep else group.replace("-", "/", 1)
+
+
+def in_own_namespace(project: str, model: str, name: str) -> bool:
+    """
+    True when ``name`` is a resource name no other model can derive or claim without an override.
+
+    That is ``<project>--<model>``, ``<project>--<model>--<suffix>``, and the old
+    ``<project>-<model>`` when neither name has a ``-`` (then it cannot be another model's).
+    """
+    own = model_group(project, model)
+    if name == own or name.startswith(own + RESOURCE_JOIN):
+        return True
+    return name == legacy_model_group(project, model) and "-" not in project and "-" not in model
 
 
 def short_hash(*parts: str, length: int = 10) -> str:

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from airflow_provider_mlops.backends import ComputeBackend, get_compute_backend
 from airflow_provider_mlops.config.loader import LoadedConfig, load_config
-from airflow_provider_mlops.exceptions import InputError, MissingFileError
-from airflow_provider_mlops.naming import model_group
+from airflow_provider_mlops.exceptions import ConfigError, InputError, MissingFileError
+from airflow_provider_mlops.naming import DAG_PREFIX, legacy_model_group, model_group
 from airflow_provider_mlops.registry import ModelRegistry, get_registry
 from airflow_provider_mlops.registry.releases import RELEASE_FILE
 from airflow_provider_mlops.versioning import SEMVER_RE, SemVer
@@ -40,6 +40,29 @@ def config_at(path: str, root: str | None = None) -> LoadedConfig:
             "publish it again, or wait for the DAG to disappear"
         ) from None
     return _cached_config(path, root, mtime_ns)
+
+
+def inside_model_folder(loaded: LoadedConfig, location: str, field: str) -> str:
+    """
+    ``location`` resolved from the config's folder, links followed; refused when it leaves that folder.
+
+    Validation already refuses absolute paths and ``..``; this catches a link that points out
+    (``data -> /etc``) when a task is about to read it. URIs are returned unchanged.
+
+    :param field: the config field that names it, for the message.
+    :raises ConfigError: the resolved path is outside the folder of mlops.yaml.
+    """
+    resolved = loaded.resolve(location)
+    if "://" in resolved:
+        return resolved
+    folder = loaded.base_dir.resolve()
+    if not Path(resolved).resolve().is_relative_to(folder):
+        raise ConfigError(
+            f"'{location}' resolves to {Path(resolved).resolve()}, outside the model's folder ({folder}); a task reads "
+            "only files inside it", path=str(loaded.path), field=field, value=location,
+            fix="replace the link with the file or folder itself, inside the folder of mlops.yaml",
+        )
+    return resolved
 
 
 def mlops_home(loaded: LoadedConfig) -> Path:
@@ -70,14 +93,39 @@ def backend_kwargs(name: str, loaded: LoadedConfig, step: str = "training") -> d
 
 
 def registry_for(loaded: LoadedConfig) -> ModelRegistry:
-    name = loaded.config.registry_backend
+    """
+    The config's registry. A model still registered under the group name older releases gave
+    it (``<project>-<model>``, see :func:`legacy_group`) is moved (local) or kept from being
+    orphaned (SageMaker refuses to start a second group).
+    """
+    cfg = loaded.config
+    name = cfg.registry_backend
     kwargs = backend_kwargs(name, loaded)
+    legacy = legacy_group(loaded)
     if name == "sagemaker":
-        deployment = loaded.config.deployment
+        deployment = cfg.deployment
         kwargs.update(content_types=list(deployment.content_types), response_types=list(deployment.response_types),
                       inference_instance_types=[deployment.instance_type],
-                      tag_model_packages=loaded.config.aws.tag_model_packages)
-    return get_registry(name, **kwargs)
+                      tag_model_packages=cfg.aws.tag_model_packages,
+                      legacy_group=legacy, owner_dag_prefix=owner_dag_prefix(loaded))
+    registry = get_registry(name, **kwargs)
+    adopt = getattr(registry, "adopt_legacy_group", None)
+    if legacy and adopt is not None:
+        adopt(group_of(loaded), legacy, owner_dag_prefix(loaded))
+    return registry
+
+
+def legacy_group(loaded: LoadedConfig) -> str | None:
+    """``<project>-<model>``, the group name before the ``--`` join, when the config uses the derived name."""
+    cfg = loaded.config
+    if cfg.registry.model_package_group:
+        return None
+    return legacy_model_group(cfg.project, cfg.model)
+
+
+def owner_dag_prefix(loaded: LoadedConfig) -> str:
+    """The prefix of this model's DAG ids, which its registered versions' lineage records."""
+    return f"{DAG_PREFIX}__{loaded.config.project}__{loaded.config.model}__"
 
 
 def release_file(loaded: LoadedConfig) -> Path:
@@ -86,6 +134,7 @@ def release_file(loaded: LoadedConfig) -> Path:
 
 
 def group_of(loaded: LoadedConfig) -> str:
+    """The model's registry group: ``registry.model_package_group``, else ``<project>--<model>``."""
     return loaded.config.registry.model_package_group or model_group(loaded.config.project, loaded.config.model)
 
 

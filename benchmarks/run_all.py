@@ -2,10 +2,11 @@
 Every benchmark, one command: ``.venv/bin/python benchmarks/run_all.py`` from the repository root.
 
 Runs ``parse_time.py`` (N = 1, 10, 100, 500, three interleaved rounds, and the sharded scale
-check at N = 5,000) and then ``e2e_local.py`` (three runs), each in its own process, prints
-both reports and writes them to ``benchmarks/results/latest.md`` (and the raw figures beside
-it as JSON). About 6 to 9 minutes on a busy 2-core machine. ``--quick`` runs a small version
-(N = 1, 10, 100, two rounds, N = 1,000 in 16 shards, one end-to-end run) in about 2 minutes.
+check at N = 5,000), ``task_start_parse.py`` (a task start at N = 1, 500 and 5,000, one file and
+64 shards, seven rounds) and then ``e2e_local.py`` (three runs), each in its own process, prints
+the reports and writes them to ``benchmarks/results/latest.md`` (and the raw figures beside
+them as JSON). About 9 to 14 minutes on a busy 2-core machine. ``--quick`` runs a small version
+(N = 1, 10, 100, two rounds, N = 1,000 in 16 shards, one end-to-end run) in about 3 minutes.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     parse_args = ["--sizes", "1,10,100", "--rounds", "2", "--scale", "1000", "--shards", "16", "--error-files", "2"] if args.quick else []
+    task_start_args = ["--sizes", "1,1000", "--rounds", "2", "--shards", "16"] if args.quick else []
     e2e_args = ["--runs", "1"] if args.quick else ["--runs", "3"]
     runs = [
         [sys.executable, str(HERE / "parse_time.py"), *parse_args,
          "--markdown", str(args.out / "parse_time.md"), "--json", str(args.out / "parse_time.json")],
+        [sys.executable, str(HERE / "task_start_parse.py"), *task_start_args,
+         "--markdown", str(args.out / "task_start_parse.md"), "--json", str(args.out / "task_start_parse.json")],
         [sys.executable, str(HERE / "e2e_local.py"), *e2e_args,
          "--markdown", str(args.out / "e2e_local.md"), "--json", str(args.out / "e2e_local.json")],
     ]
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     text = (
         f"## Benchmarks ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine}, {_cores()} cores, "
         f"{elapsed:.0f} s)\n\n"
-        + (args.out / "parse_time.md").read_text() + "\n" + (args.out / "e2e_local.md").read_text()
+        + "\n".join((args.out / f"{name}.md").read_text() for name in ("parse_time", "task_start_parse", "e2e_local"))
     )
     (args.out / "latest.md").write_text(text)
     print(f"\nwritten: {args.out / 'latest.md'} (all benchmarks: {elapsed:.0f} s)")

@@ -5,11 +5,12 @@
 #
 #  1. .gitlab-ci.yml and ci/*.yml against GitLab's CI JSON schema (check-jsonschema's
 #     vendor.gitlab-ci): keys, types, enums.
-#  2. scripts/ci/*.sh parse (bash -n; terraform.sh with sh -n), and shellcheck when installed.
-#  3. gitlab-ci-local 4.73.0 (the newest that runs on Node 20), if Node is here: each kind of
-#     pipeline (model, scheduled retrain, this repository's own) resolves its includes, extends,
-#     needs and stages. It is installed into ci-tools/node_modules on first use; set
-#     MLOPS_CI_INSTALL_TOOLS=0 to never install (the step is then skipped when missing).
+#  2. scripts/ci/*.sh parse (bash -n; terraform.sh with sh -n), and shellcheck (Debian's package,
+#     installed with apt-get when missing and running as root).
+#  3. gitlab-ci-local 4.73.0 (the newest that runs on Node 20): each kind of pipeline (model,
+#     scheduled retrain, this repository's own) resolves its includes, extends, needs and stages.
+#     It is installed into ci-tools/node_modules on first use.
+# A check that cannot run (a tool missing and not installable) is a failure, never a skip.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,17 +40,22 @@ for script in scripts/ci/*.sh; do
     bash -n "$script" || fail "bash -n $script"
   fi
 done
+if ! command -v shellcheck >/dev/null && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  (apt-get install -y -qq shellcheck >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; }) ||
+    echo "apt-get install shellcheck failed" >&2
+fi
 if command -v shellcheck >/dev/null; then
-  shellcheck -x -S warning scripts/ci/*.sh scripts/check_ci.sh lambda/build.sh || fail "shellcheck"
+  shellcheck -x -S warning scripts/ci/*.sh scripts/check_ci.sh scripts/test.sh scripts/system_deps.sh lambda/build.sh ||
+    fail "shellcheck"
 else
-  echo "shellcheck not installed: skipped (apt-get install shellcheck)"
+  fail "shellcheck is not installed and could not be (apt-get install shellcheck)"
 fi
 
 step "gitlab-ci-local: jobs of each kind of pipeline"
 glc="$repo/ci-tools/node_modules/.bin/gitlab-ci-local"
-if [ ! -x "$glc" ] && [ "${MLOPS_CI_INSTALL_TOOLS:-1}" != 0 ] && command -v npm >/dev/null; then
+if [ ! -x "$glc" ] && command -v npm >/dev/null; then
   (cd ci-tools && npm install --no-audit --no-fund --ignore-scripts --loglevel=error) ||
-    echo "npm install failed: gitlab-ci-local skipped"
+    echo "npm install of gitlab-ci-local failed" >&2
 fi
 if [ -x "$glc" ] && command -v node >/dev/null && command -v git >/dev/null; then
   snapshot="$(mktemp -d)"
@@ -85,7 +91,7 @@ if [ -x "$glc" ] && command -v node >/dev/null && command -v git >/dev/null; the
   (cd "$model" && "$glc" --validate-dependency-chain --list --ignore-predefined-vars CI_COMMIT_BRANCH \
     --variable CI_COMMIT_BRANCH=main --variable CI_DEFAULT_BRANCH=main) || fail "gitlab-ci-local (model repository)"
 else
-  echo "gitlab-ci-local not available: skipped (needs Node 20+ and npm; see ci-tools/package.json)"
+  fail "gitlab-ci-local could not run (needs Node 20+, npm and git; see ci-tools/package.json)"
 fi
 
 echo

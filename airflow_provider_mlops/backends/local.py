@@ -9,6 +9,11 @@ here, on SageMaker and on Kubernetes.
 The job runs under :mod:`airflow_provider_mlops.backends.local_runner`, a detached wrapper that
 records the exit status in ``status.json``. A retried task finds the folder and re-attaches:
 creating the folder is the lock, so two tries never start two processes.
+
+A job gets only what it declares, as on SageMaker and Kubernetes: ``PATH``, ``HOME``, the
+locale, the training-toolkit variables and ``training.environment``; never the worker's own
+environment (Airflow connections, AWS keys, the metadata DB's URL). Job folders are ``0700``
+and logs ``0600``: readable by the worker's user only.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import shlex
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,32 @@ def command_for(entrypoint: str) -> list[str]:
     if parts and parts[0].endswith(".py"):
         return [sys.executable, *parts]
     return parts
+
+
+#: What a local job inherits from the worker: where programs are, the user's home, the locale.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+#: Set for the runner only: where this package is, when it is not installed (MWAA's plugins).
+RUNNER_PATH_ENV = "MLOPS_RUNNER_PYTHONPATH"
+
+
+def job_env(run_dir: Path, spec: JobSpec, worker_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """
+    The whole environment of a local job: :data:`INHERITED_ENV` from the worker, then
+    :func:`container_env` (the training-toolkit variables and the spec's declared environment).
+    """
+    worker_env = os.environ if worker_env is None else worker_env
+    env = {key: worker_env[key] for key in INHERITED_ENV if key in worker_env}
+    env.setdefault("PATH", os.defpath)
+    env.update(container_env(run_dir, spec))
+    return env
+
+
+def _runner_env(env: dict[str, str]) -> dict[str, str]:
+    """The job's environment plus, for the runner process alone, the path that imports this package."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    declared = env.get("PYTHONPATH")
+    return {**env, RUNNER_PATH_ENV: package_root,
+            "PYTHONPATH": os.pathsep.join(p for p in (package_root, declared) if p)}
 
 
 def container_env(run_dir: Path, spec: JobSpec) -> dict[str, str]:
@@ -88,19 +120,23 @@ class LocalComputeBackend:
 
     def submit(self, spec: JobSpec) -> JobState:
         run_dir = self.run_dir(spec.name)
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.jobs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _owner_only(self.jobs_dir, 0o700)
         try:
-            run_dir.mkdir()
+            run_dir.mkdir(mode=0o700)
         except FileExistsError:
             return self._reattach(spec, run_dir)
+        _owner_only(run_dir, 0o700)
         self._lay_out(run_dir, spec)
         write_json_atomic(run_dir / "spec.json", spec.to_dict())
+        log_path = run_dir / "stdout.log"
+        os.close(os.open(log_path, os.O_CREAT | os.O_WRONLY, 0o600))
         try:
             process = spawn_detached(
                 [sys.executable, "-m", "airflow_provider_mlops.backends.local_runner", str(run_dir)],
-                log_path=run_dir / "stdout.log",
+                log_path=log_path,
                 cwd=spec.source_dir,
-                env={**os.environ, **container_env(run_dir, spec)},
+                env=_runner_env(job_env(run_dir, spec)),
             )
         except OSError as exc:
             write_json_atomic(run_dir / "status.json", {"status": FAILED, "failure_reason": f"could not start: {exc}"})
@@ -201,6 +237,12 @@ class LocalComputeBackend:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         write_json_atomic(run_dir / "status.json", {"status": STOPPED, "failure_reason": "stopped on request"})
+
+
+def _owner_only(path: Path, mode: int) -> None:
+    """Make ``path`` the owner's alone (a folder made by an older release, or under a loose umask)."""
+    with contextlib.suppress(PermissionError):
+        path.chmod(mode)
 
 
 def _number(value: Any) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from airflow_provider_mlops.config.isolation import ResourceClaims, claim_resources, resource_names
 from airflow_provider_mlops.config.models import MlopsConfig
 from airflow_provider_mlops.exceptions import ConfigError, ConfigErrors
 from airflow_provider_mlops.naming import NAME_RULE
@@ -30,6 +31,8 @@ from airflow_provider_mlops.naming import NAME_RULE
 CONFIG_FILENAME = "mlops.yaml"
 DEFAULTS_FILENAME = "mlops-defaults.yaml"
 CONFIG_PATH_ENV = "MLOPS_CONFIG_PATH"
+#: The top-level key only the organisation-level defaults file may set.
+ORGANISATION_KEY = "organisation"
 
 _BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -164,6 +167,7 @@ def load_config(
     cache = cache or DefaultsCache()
     own = _read(config_path)
     layers = [src for p in defaults_layers(config_path, Path(root) if root else None) if (src := cache.get(p))]
+    _check_organisation_keys(own, layers, (Path(root) if root else _search_root(config_path)).resolve())
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = deep_merge(merged, layer.data)
@@ -175,6 +179,23 @@ def load_config(
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors) from None
     digest = hashlib.sha256("\x00".join([own.text, *(s.text for s in layers)]).encode()).hexdigest()
     return LoadedConfig(config_path, config, digest, tuple(s.path for s in layers))
+
+
+def _check_organisation_keys(own: _Source, layers: list[_Source], root: Path) -> None:
+    """``organisation:`` decides for every model, so only the defaults file at the config root may set it."""
+    for source in (own, *layers):
+        if ORGANISATION_KEY in source.data and (source is own or source.path.parent != root):
+            raise ConfigError(
+                f"'{ORGANISATION_KEY}' may only be set in the organisation's {DEFAULTS_FILENAME} at the root of the "
+                f"config folders ({root / DEFAULTS_FILENAME}), not by a model or a team",
+                path=str(source.path), line=_key_line(source, ORGANISATION_KEY), field=ORGANISATION_KEY,
+                fix=f"remove it here; ask the platform team to set it in {root / DEFAULTS_FILENAME}",
+            )
+
+
+def _key_line(source: _Source, key: str) -> int | None:
+    node = _key_node(_compose(source), (key,))
+    return node.start_mark.line + 1 if node is not None else None
 
 
 def discover_configs(roots: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, Path]]:
@@ -221,6 +242,7 @@ def load_all(roots: Iterable[str | os.PathLike[str]]) -> tuple[list[LoadedConfig
     loaded: list[LoadedConfig] = []
     errors: list[ConfigError] = []
     seen: dict[tuple[str, str], Path] = {}
+    claims: ResourceClaims = {}
     for config_path, root in discover_configs(roots):
         item = load_or_collect(config_path, root, cache, errors)
         if item is None:
@@ -228,6 +250,9 @@ def load_all(roots: Iterable[str | os.PathLike[str]]) -> tuple[list[LoadedConfig
         key = (item.config.project, item.config.model)
         if key in seen:
             errors.append(duplicate_model_error(config_path, key, seen[key]))
+            continue
+        if collision := claim_resources(claims, config_path, key, resource_names(item.config)):
+            errors.append(collision)
             continue
         seen[key] = config_path
         loaded.append(item)

@@ -10,16 +10,27 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_provider_mlops.config.kubernetes import KubernetesSettings, KubernetesStep, kubernetes_problems
-from airflow_provider_mlops.naming import NAME_PATTERN
+from airflow_provider_mlops.naming import NAME_PATTERN, NO_JOIN_RULE, RESOURCE_JOIN, model_group
 from airflow_provider_mlops.versioning import SERIES_RE, SERIES_RULE
 
 Backend = Literal["local", "sagemaker", "kubernetes"]
 RegistryBackend = Literal["local", "sagemaker", "mlflow"]
 ServingBackend = Literal["local", "sagemaker"]
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _no_join(value: str) -> str:
+    if RESOURCE_JOIN in value:
+        raise ValueError(f"{value!r} {NO_JOIN_RULE}; use one '-'")
+    return value
+
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN), AfterValidator(_no_join)]
+#: A duration: a number and a unit, s(econds), m(inutes), h(ours), d(ays) or w(eeks), e.g. ``7d``.
+DURATION_PATTERN = r"^[1-9][0-9]{0,5}[smhdw]$"
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 HyperparameterValue = str | int | float | bool
 
 #: Metrics whose direction is known. Any other metric must say ``greater_is_better``.
@@ -178,9 +189,28 @@ class Evaluation(_Model):
 
 
 class Registry(_Model):
+    """
+    Where versions are registered.
+
+    ``home`` (the local registry's folder, relative to mlops.yaml) and ``model_package_group``
+    must stay in the model's own namespace (its folder; ``<project>--<model>``) unless the
+    organisation's defaults set ``organisation.allow_resource_overrides``.
+    """
+
     backend: RegistryBackend | None = None
     home: str | None = None
     model_package_group: str | None = None
+
+
+class Approver(_Model):
+    """An Airflow user, by the id its auth manager gives (``id``) and a display ``name``."""
+
+    id: Annotated[str, Field(min_length=1, max_length=256)]
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+#: A user: the user name (the simple auth manager's id), or ``{id, name}`` where ids differ from names (FAB).
+ApproverRef = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$")] | Approver
 
 
 class Canary(_Model):
@@ -221,6 +251,26 @@ class Deployment(_Model):
     health_check_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
     keep_previous: Annotated[int, Field(ge=0, le=20)] = 2
     smoke_test: SmokeTest = Field(default_factory=SmokeTest)
+    approvers: list[ApproverRef] = Field(
+        default_factory=list,
+        description="Who may approve or reject a deploy (HITL assigned_users); empty: anyone Airflow lets answer",
+    )
+    gate_override_by: list[ApproverRef] = Field(
+        default_factory=list,
+        description="Who may approve a version that failed its gate, with a reason (an override); empty: nobody",
+    )
+    forbid_self_approval: bool = Field(
+        default=False, description="Refuse an approval by the person or pipeline that requested the version's training"
+    )
+    approval_timeout: Annotated[str, Field(pattern=DURATION_PATTERN)] | None = Field(
+        default=None, description="How long an approval request waits, e.g. 7d or 12h; then it is rejected as 'expired'"
+    )
+
+    @property
+    def approval_timeout_seconds(self) -> int | None:
+        if self.approval_timeout is None:
+            return None
+        return int(self.approval_timeout[:-1]) * _DURATION_SECONDS[self.approval_timeout[-1]]
 
 
 class Schedule(_Model):
@@ -283,6 +333,18 @@ class Aws(_Model):
     poll_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
 
+class Organisation(_Model):
+    """
+    What only the organisation may decide: set in the ``mlops-defaults.yaml`` at the root of the
+    config folders (the platform team's), never in a model's mlops.yaml or a nearer defaults file.
+
+    ``allow_resource_overrides`` lets configs name registry groups, endpoints and registry
+    homes outside their own namespace.
+    """
+
+    allow_resource_overrides: bool = False
+
+
 class MlopsConfig(_Model):
     """The whole of one model's ``mlops.yaml``."""
 
@@ -303,6 +365,7 @@ class MlopsConfig(_Model):
     notifications: Notifications = Field(default_factory=Notifications)
     aws: Aws = Field(default_factory=Aws)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    organisation: Organisation = Field(default_factory=Organisation)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -340,6 +403,11 @@ class MlopsConfig(_Model):
             )
         if k8s_problems := kubernetes_problems(self):
             raise ValueError(k8s_problems[0])
+        # isolation reads this module's classes: imported here, once both modules are loaded.
+        from airflow_provider_mlops.config.isolation import isolation_problem
+
+        if isolation := isolation_problem(self):
+            raise ValueError(isolation)
         return self
 
     @property
@@ -360,4 +428,9 @@ class MlopsConfig(_Model):
 
     @property
     def endpoint_name(self) -> str:
-        return self.deployment.endpoint_name or f"{self.project}-{self.model}"
+        return self.deployment.endpoint_name or model_group(self.project, self.model)
+
+    @property
+    def registry_group(self) -> str:
+        return self.registry.model_package_group or model_group(self.project, self.model)
+

@@ -188,16 +188,25 @@ class ParseCache:
         if self.path is None or not (self._dirty or len(self._used) != len(self._entries)):
             return
         payload = json.dumps({"fingerprint": code_fingerprint(), "entries": self._used}, separators=(",", ":"))
-        tmp: str | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(payload)
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-            log.warning("mlops: could not write the parse cache %s (%s); parsing stays correct, only slower", self.path, exc)
-            return
-        self._entries, self._dirty = dict(self._used), False
+        if write_atomically(self.path, payload):
+            self._entries, self._dirty = dict(self._used), False
+
+
+def write_atomically(path: Path, payload: str) -> bool:
+    """
+    Write ``payload`` to ``path`` through a temp file and ``os.replace``, so no reader sees a
+    torn file; log and return False when it cannot be written (parsing stays correct, only slower).
+    """
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(payload)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        log.warning("mlops: could not write the parse cache %s (%s); parsing stays correct, only slower", path, exc)
+        return False
+    return True

@@ -74,7 +74,17 @@ def plan_model(loaded: LoadedConfig, root: str | None = None) -> list[DagSpec]:
         # One training per model at a time: CI, a person and the retrain schedule never overlap.
         max_active_runs=1,
     )
-    approve = ("approve", "approve_manual" if cfg.deployment.approval == "manual" else "approve_auto", common)
+    deployment = cfg.deployment
+    if deployment.approval == "manual":
+        # Who may answer, and for how long (the task re-reads both from the config when it runs).
+        approvers = [{"id": a, "name": a} if isinstance(a, str) else {"id": a.id, "name": a.name} for a in deployment.approvers]
+        approve: tuple[str, str, dict[str, Any]] = ("approve", "approve_manual", {
+            **common,
+            **({"assigned_users": approvers} if approvers else {}),
+            **({"response_timeout_seconds": deployment.approval_timeout_seconds} if deployment.approval_timeout else {}),
+        })
+    else:
+        approve = ("approve", "approve_auto", common)
     deploy = DagSpec(
         dag_id=dag_id(cfg.project, cfg.model, "deploy"),
         kind="deploy",

@@ -81,6 +81,10 @@ class MlopsSageMakerHook(SageMakerHook):
             aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="sagemaker-runtime"
         ).get_conn()
 
+    @cached_property
+    def cloudwatch(self) -> Any:
+        return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="cloudwatch").get_conn()
+
     # -- jobs ----------------------------------------------------------------------------
 
     def describe_job(self, kind: str, name: str) -> dict[str, Any] | None:
@@ -142,6 +146,16 @@ class MlopsSageMakerHook(SageMakerHook):
         bucket, key = split_s3_uri(uri)
         self.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(data, sort_keys=True).encode(), ContentType="application/json")
 
+    def read_json_objects(self, prefix_uri: str) -> list[tuple[str, Any]]:
+        """Every JSON object under ``prefix_uri``, as ``(key, document)``, in key order."""
+        bucket, prefix = split_s3_uri(prefix_uri)
+        found: list[tuple[str, Any]] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                body = self.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                found.append((item["Key"], json.loads(body)))
+        return sorted(found, key=lambda pair: pair[0])
+
     # -- endpoints -----------------------------------------------------------------------
 
     def describe_endpoint_or_none(self, name: str) -> dict[str, Any] | None:
@@ -151,6 +165,14 @@ class MlopsSageMakerHook(SageMakerHook):
             if is_not_found(exc):
                 return None
             raise
+
+    def alarms_in_state(self, names: list[str], state: str = "ALARM") -> list[str]:
+        """Which of the CloudWatch alarms ``names`` are in ``state`` now (an unknown name is in none)."""
+        found: list[str] = []
+        for page in self.cloudwatch.get_paginator("describe_alarms").paginate(AlarmNames=list(names), StateValue=state):
+            found += [alarm["AlarmName"] for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", [])
+                      if alarm.get("StateValue") == state]  # the filter again: moto ignores StateValue with AlarmNames
+        return sorted(found)
 
     def invoke_endpoint(self, name: str, payload: bytes, content_type: str) -> tuple[int, dict[str, str], bytes]:
         """Send one request to an endpoint; a model error comes back as its HTTP status, not a raise."""

@@ -100,6 +100,27 @@ class Redactor:
         return text
 
 
+def webhook_forms(secret: str | None) -> list[str]:
+    """
+    Every form in which a webhook secret can come back in an error: the whole URL, its path, the
+    path after ``/services/``, and its last segment (the token). An upstream error that repeats
+    only the path must not show the token either.
+    """
+    if not secret:
+        return []
+    from urllib.parse import urlsplit
+
+    value = secret.strip()
+    path = urlsplit(value).path if "://" in value else value
+    forms = [value, path, path.strip("/")]
+    if "/services/" in f"/{path.strip('/')}":
+        forms.append(f"/{path.strip('/')}".split("/services/", 1)[1])
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    if len(last) >= 8:
+        forms.append(last)
+    return [form for form in forms if len(form) >= 8]
+
+
 def _retry_after(exc: BaseException) -> float | None:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
@@ -156,6 +177,7 @@ def _slack_attempt(message: Message, target: SlackTarget, policy: RetryPolicy, r
             redact.add(conn.password, conn.get_uri() if conn.password else None)
             if conn.password and conn.host:
                 redact.add(conn.host.rstrip("/") + "/" + conn.password.strip().lstrip("/"))
+            redact.add(*webhook_forms(conn.password))
             if conn.conn_type == "slackwebhook":
                 from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 

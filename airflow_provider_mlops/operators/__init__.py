@@ -1,8 +1,7 @@
 """The provider's operators. Each takes ``config_path`` and reads the config at run time."""
 
+from airflow_provider_mlops.operators.approve import MlopsApprovalOperator, MlopsAutoApproveOperator
 from airflow_provider_mlops.operators.deploy import (
-    MlopsApprovalOperator,
-    MlopsAutoApproveOperator,
     MlopsDeployOperator,
     MlopsPromoteOperator,
     MlopsResolveVersionOperator,

@@ -1,15 +1,19 @@
-"""The deploy DAG's steps: resolve the version, approve, deploy, smoke-test, promote."""
+"""The deploy DAG's steps: resolve the version, deploy, smoke-test, promote (the approval step: :mod:`.approve`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
-
 from airflow_provider_mlops import runtime
+from airflow_provider_mlops.approvals import (
+    counts_as_passing,
+    deploy_refusal,
+    failed_rules,
+    gate_passed,
+    hitl_users,
+)
 from airflow_provider_mlops.exceptions import (
     DeploymentError,
     DeployRefusedError,
@@ -19,13 +23,15 @@ from airflow_provider_mlops.exceptions import (
 )
 from airflow_provider_mlops.gate import gate_table_markdown
 from airflow_provider_mlops.links.console import MlopsConsoleLink, MlopsLogsLink, push_links
+from airflow_provider_mlops.naming import legacy_model_group
 from airflow_provider_mlops.operators.base import MlopsBaseOperator, MlopsConfigMixin
-from airflow_provider_mlops.registry.base import APPROVED, PENDING, REJECTED, ModelVersion
+from airflow_provider_mlops.registry.base import APPROVED, PENDING, ModelVersion
 from airflow_provider_mlops.registry.releases import Release, release_of, resolve_release, trained_from
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_mlops.config.models import Deployment
     from airflow_provider_mlops.serving import ServingBackend
 
 RESOLVE_TASK = "resolve_version"
@@ -45,12 +51,15 @@ class MlopsResolveVersionOperator(MlopsBaseOperator):
 
     - ``model_version``: that model version.
     - ``version`` / ``image`` (and ``commit``): a CI release; the newest model version trained
-      from it (its lineage's ``image_version`` or ``image``) whose gate passed and which is not
-      Rejected. A release whose versions all failed the gate is refused, naming them.
+      from it (its lineage's ``image_version`` or ``image``) whose gate passed (or that an
+      allowed person approved as an override) and which is not Rejected. A release whose
+      versions all failed the gate is refused, naming them.
     - neither: the newest version awaiting deployment.
 
-    Rejected versions are refused with the reason that rejected them. The smoke test's payload
-    file is checked here, before anything is deployed.
+    A version is refused when it may never be deployed: Rejected (with the reason that rejected
+    it), or failed its gate with no override recorded (and, when ``deployment.gate_override_by``
+    is empty, none possible). The smoke test's payload file is checked here, before anything is
+    deployed.
 
     :param config_path: the model's ``mlops.yaml``.
     :param config_root: the folder its layered defaults are searched up to.
@@ -60,14 +69,17 @@ class MlopsResolveVersionOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         conf = runtime.parse_conf(runtime.DeployRunConf, context["dag_run"].conf, self.dag_id, self.loaded)
         self._check_payload_file()
+        deployment = self.loaded.config.deployment
         release = Release(version=conf.version, image=conf.image, commit=conf.commit)
         if conf.model_version:
             version = self._model_version(conf.model_version, release)
         elif release:
-            version = resolve_release(self.group, self.registry.list_versions(self.group), release)
+            version = resolve_release(self.group, self.registry.list_versions(self.group), release,
+                                      deployable=lambda v: counts_as_passing(v, deployment))
             self.log.info("Release %s of %s trained model version %s", release.describe(), self.group, version.semver)
         else:
-            candidates = [v for v in self.registry.list_versions(self.group) if v.status in (PENDING, APPROVED) and v.stage is None]
+            candidates = [v for v in self.registry.list_versions(self.group)
+                          if v.status in (PENDING, APPROVED) and v.stage is None and counts_as_passing(v, deployment)]
             if not candidates:
                 raise VersionNotFoundError(
                     f"{self.group} has no version awaiting deployment; train one first, or pass "
@@ -75,13 +87,12 @@ class MlopsResolveVersionOperator(MlopsBaseOperator):
                     "in the DAG run conf"
                 )
             version = candidates[-1]
-        if version.status == REJECTED:
-            raise DeployRefusedError(
-                f"{self.group} version {version.semver} is Rejected ({version.approval.get('reason') or 'no reason'}, "
-                f"by {version.approval.get('by')}); it can't be deployed"
-            )
+        refusal = deploy_refusal(version, deployment, approved=False)
+        if refusal:
+            raise DeployRefusedError(refusal)
         self.log.info("Deploying %s version %s (%s)", self.group, version.semver, version.status)
-        return {**version.to_dict(), "approval_body": approval_body(version, self.loaded.config.endpoint_name)}
+        return {**version.to_dict(),
+                "approval_body": approval_body(version, self.loaded.config.endpoint_name, deployment)}
 
     def _model_version(self, semver: str, release: Release) -> ModelVersion:
         """An explicit model version; a release given beside it must be the one it was trained from."""
@@ -104,26 +115,38 @@ class MlopsResolveVersionOperator(MlopsBaseOperator):
 
     def _check_payload_file(self) -> None:
         payload_file = self.loaded.config.deployment.smoke_test.payload_file
-        if payload_file and not Path(self.loaded.resolve(payload_file)).is_file():
+        if payload_file and not Path(runtime.inside_model_folder(self.loaded, payload_file,
+                                                                 "deployment.smoke_test.payload_file")).is_file():
             raise MissingFileError(
                 f"{self.loaded.path}: deployment.smoke_test.payload_file {payload_file!r} does not exist at "
                 f"{self.loaded.resolve(payload_file)}; publish it beside mlops.yaml, or set smoke_test.payload"
             )
 
 
-def approval_body(version: ModelVersion, endpoint: str) -> str:
+def approval_body(version: ModelVersion, endpoint: str, deployment: Deployment | None = None) -> str:
     """
     The approver's Markdown: the model version, its gate table and the release it was trained from.
 
     :param version: the version to deploy.
     :param endpoint: the endpoint it goes to.
+    :param deployment: the config's ``deployment`` block: who may decide, and whether it expires.
     :return: Markdown for the HITL body.
     """
     gate = gate_table_markdown(version.gate) if version.gate.get("rows") else "_no gate result recorded_"
     lineage = version.lineage
+    notes: list[str] = []
+    if not gate_passed(version):
+        who = ", ".join(u["name"] for u in hitl_users(deployment.gate_override_by)) if deployment else ""
+        notes.append(f"**This version failed its evaluation gate ({failed_rules(version)}).** Approving it is an "
+                     f"override: only {who or 'the people in deployment.gate_override_by'} may, with a reason.")
+    notes.append("Give a reason to reject; it is recorded with your decision.")
+    if deployment is not None and deployment.approval_timeout:
+        notes.append(f"Unanswered after {deployment.approval_timeout}, the request is rejected as expired.")
     return "\n".join(
         [
             f"### {version.group} {version.semver} → endpoint `{endpoint}`",
+            "",
+            *notes,
             "",
             gate,
             "",
@@ -136,82 +159,19 @@ def approval_body(version: ModelVersion, endpoint: str) -> str:
     )
 
 
-class MlopsApprovalOperator(MlopsConfigMixin, ApprovalOperator):
-    """
-    Wait for a person to approve the deploy in the Airflow UI (Required Actions) or the CLI.
-
-    The body shows the gate table. Approve and Reject are recorded on the model version with
-    the approver and the time; Reject skips the rest of the run, which ends cleanly. A version
-    already approved (``mlops approve`` before the run) passes without waiting.
-
-    :param config_path: the model's ``mlops.yaml``.
-    :param config_root: the folder its layered defaults are searched up to.
-    """
-
-    template_fields: Sequence[str] = ("body", "subject")
-
-    def __init__(self, *, config_path: str, config_root: str | None = None, **kwargs: Any) -> None:
-        resolved = f"ti.xcom_pull(task_ids='{RESOLVE_TASK}')"
-        kwargs.setdefault("subject", f"Deploy {{{{ {resolved}['group'] }}}} version {{{{ {resolved}['semver'] }}}}")
-        kwargs.setdefault("body", f"{{{{ {resolved}['approval_body'] }}}}")
-        from airflow_provider_mlops.notifications.callbacks import MlopsApprovalNotifier
-
-        kwargs.setdefault("notifiers", [MlopsApprovalNotifier(config_path=config_path, config_root=config_root)])
-        super().__init__(**kwargs)
-        self.config_path = config_path
-        self.config_root = config_root
-
-    def _version(self, context: Context) -> dict[str, Any]:
-        return context["ti"].xcom_pull(task_ids=RESOLVE_TASK)
-
-    def execute(self, context: Context) -> Any:
-        resolved = self._version(context)
-        current = self.registry.get(self.group, resolved["semver"])
-        if current.status == APPROVED:
-            self.log.info("Version %s was already approved by %s at %s", current.semver, current.approval.get("by"), current.approval.get("at"))
-            return {"chosen_options": [self.APPROVE], "responded_by": current.approval.get("by"), "preapproved": True}
-        return super().execute(context)
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        resolved = self._version(context)
-        chosen = (event.get("chosen_options") or [None])[0]
-        user = event.get("responded_by_user") or {}
-        who = user.get("name") or user.get("id") or "unknown"
-        status = APPROVED if chosen == self.APPROVE else REJECTED
-        # Record first: a reject skips downstream tasks inside the parent's execute_complete.
-        if "error" not in event:
-            self.registry.set_approval(self.group, resolved["semver"], status, by=who, reason=f"{chosen} in Airflow")
-            self.log.info("%s %s by %s", resolved["semver"], status, who)
-            if status == REJECTED:
-                from airflow_provider_mlops.notifications import events
-
-                events.rejected(self.loaded, context, resolved, by=who, reason=f"{chosen} in Airflow", log=self.log)
-        result = super().execute_complete(context, event)
-        return {"chosen_options": result["chosen_options"], "responded_by": who, "status": status}
-
-
-class MlopsAutoApproveOperator(MlopsBaseOperator):
-    """
-    ``approval: auto``: record the approval on the version without waiting for a person.
-
-    :param config_path: the model's ``mlops.yaml``.
-    :param config_root: the folder its layered defaults are searched up to.
-    """
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        resolved = context["ti"].xcom_pull(task_ids=RESOLVE_TASK)
-        current = self.registry.get(self.group, resolved["semver"])
-        if current.status != APPROVED:
-            current = self.registry.set_approval(self.group, current.semver, APPROVED, by="auto", reason="approval: auto in mlops.yaml")
-        return {"status": current.status, "responded_by": current.approval.get("by")}
-
-
 class MlopsDeployOperator(MlopsBaseOperator):
     """
     Serve the approved version on the model's endpoint: create it, or update it in place.
 
     The new version starts beside the old one and must pass its health check before traffic
     moves; if it fails, the old version keeps serving and the task fails with the reason.
+
+    A serving backend that can start a deploy without waiting (``start_deploy``: SageMaker)
+    makes its calls here, checks the endpoint once, and while it is still moving defers to
+    :class:`~airflow_provider_mlops.triggers.endpoint.EndpointDeployTrigger`, holding no worker
+    slot; ``execute_complete`` verifies and records. The local backend deploys in the worker
+    (seconds). A killed deferred deploy leaves the endpoint to finish or roll back (see the
+    trigger's ``on_kill``).
 
     :param config_path: the model's ``mlops.yaml``.
     :param config_root: the folder its layered defaults are searched up to.
@@ -222,16 +182,117 @@ class MlopsDeployOperator(MlopsBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         resolved = context["ti"].xcom_pull(task_ids=RESOLVE_TASK)
+        # The registry's record, read now, decides: not the XCom, not a status flipped elsewhere.
         version = self.registry.get(self.group, resolved["semver"])
-        if version.status != APPROVED:
-            raise DeployRefusedError(f"{self.group} version {version.semver} is {version.status}, not Approved; it can't be deployed")
-        deployed = deploy_version(self, version)
+        refusal = deploy_refusal(version, self.loaded.config.deployment)
+        if refusal:
+            raise DeployRefusedError(refusal)
+        self._take_over_legacy_endpoint()
+        serving = _serving(self)
+        if getattr(serving, "start_deploy", None) is None:  # seconds (local): in the worker
+            return self._record_deployed(context, version, deploy_version(self, version))
+        started = serving.start_deploy(self.loaded.config.endpoint_name, version, self.loaded)  # type: ignore[attr-defined]
+        if started["unchanged"]:
+            return self._record_deployed(context, version, started)
+        push_links(context, started.get("links"))
+        progress = serving.endpoint_progress(started["endpoint"])  # type: ignore[attr-defined]
+        if progress is None or progress["settled"]:  # already settled: no deferral
+            outcome = {"status": "settled", "progress": progress} if progress else {"status": "gone"}
+            return self.execute_complete(context, {**outcome, "deploy": started})
+        self._defer_until_settled(serving, started)
+        return started  # unreachable: defer() raises
+
+    def _defer_until_settled(self, serving: Any, started: dict[str, Any]) -> None:
+        import time
+        from datetime import timedelta
+
+        from airflow_provider_mlops.triggers.endpoint import EndpointDeployTrigger
+
+        name = self.loaded.config.serving_backend
+        self.defer(
+            trigger=EndpointDeployTrigger(
+                serving=name,
+                serving_kwargs=runtime.backend_kwargs(name, self.loaded),
+                deploy=started,
+                alarms=list(self.loaded.config.deployment.auto_rollback_alarms),
+                deadline=time.time() + serving.wait_timeout,
+                poll_interval=serving.poll_interval,
+            ),
+            method_name="execute_complete",
+            # The trigger times out first, with the endpoint's status in its message.
+            timeout=timedelta(seconds=serving.wait_timeout + 600),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the endpoint settled (or the wait ended): verify, clean up and record; every event is handled."""
+        status, started = event.get("status"), event.get("deploy") or {}
+        if status in ("settled", "timeout", "gone"):
+            deployed = _serving(self).finish_deploy(started, event, self.loaded)  # type: ignore[attr-defined]
+            return self._record_deployed(context, self.registry.get(self.group, started["version"]), deployed)
+        if status == "error":
+            raise DeploymentError(
+                f"waiting for endpoint {started['endpoint']} to serve {started['endpoint_config']} failed: "
+                f"{event.get('message')}; the deploy may still finish: check the endpoint before clearing the task"
+            )
+        raise DeploymentError(f"unexpected trigger event for {self.task_id}: {event!r}")
+
+    def _record_deployed(self, context: Context, version: ModelVersion, deployed: dict[str, Any]) -> dict[str, Any]:
         push_links(context, deployed.get("links"))
+        approval = version.approval
+        self.registry.record_event(self.group, "deployed", {
+            "version": version.semver, "endpoint": deployed["endpoint"], "by": actor(context),
+            "reason": f"{'override' if approval.get('override') else 'approved'} by {approval.get('by')}: "
+                      f"{approval.get('reason') or 'no reason given'}",
+            "previous_version": deployed.get("previous_version"), "run_id": context["ti"].run_id,
+        })
         return deployed
+
+    def _take_over_legacy_endpoint(self) -> None:
+        """
+        Keep a model that serves on its old endpoint name (``<project>-<model>``) from gaining a second one.
+
+        Only when the config does not name its endpoint and the production version (this
+        model's own registry record) was deployed there. A local endpoint is moved under the
+        new name, router and port included, with no gap; a SageMaker endpoint cannot be renamed,
+        so the deploy is refused with how to keep or leave it.
+        """
+        cfg = self.loaded.config
+        if cfg.deployment.endpoint_name:
+            return
+        legacy = legacy_model_group(cfg.project, cfg.model)
+        production = self.registry.production(self.group)
+        if production is None or production.deployment.get("endpoint") != legacy:
+            return
+        adopt = getattr(_serving(self), "adopt_endpoint", None)
+        if adopt is not None:
+            if adopt(legacy, cfg.endpoint_name):
+                self.log.warning("Endpoint %s (the name before endpoints were <project>--<model>) is now %s; "
+                                 "%s stays as a link to it", legacy, cfg.endpoint_name, legacy)
+            return
+        raise DeployRefusedError(
+            f"{self.group}: production version {production.semver} serves on endpoint {legacy}, the name before "
+            f"endpoints were <project>--<model>; this deploy would start a second endpoint {cfg.endpoint_name}. "
+            f"Set deployment.endpoint_name: {legacy} to keep deploying there (a name with a '-' in project or model "
+            "needs organisation.allow_resource_overrides), or deployment.endpoint_name: "
+            f"{cfg.endpoint_name} to move to the new one and delete {legacy} afterwards"
+        )
 
 
 def deploy_version(operator: MlopsConfigMixin, version: ModelVersion) -> dict[str, Any]:
-    return _serving(operator).deploy(operator.loaded.config.endpoint_name, version, operator.loaded)
+    loaded = operator.loaded
+    cfg = loaded.config
+    if cfg.serving_backend == "local":  # the worker imports the inference code: it must be the model's own
+        source = runtime.inside_model_folder(loaded, cfg.training.source_dir, "training.source_dir")
+        runtime.inside_model_folder(loaded, str(Path(source) / cfg.deployment.inference_entrypoint),
+                                    "deployment.inference_entrypoint")
+    return _serving(operator).deploy(cfg.endpoint_name, version, loaded)
+
+
+def actor(context: Context) -> str:
+    """Who asked for this run: the conf's ``requested_by`` (CI, the Lambda), else the user who triggered it."""
+    run = context.get("dag_run")
+    conf = getattr(run, "conf", None) or {}
+    return str(conf.get("requested_by") or getattr(run, "triggering_user_name", None) or "airflow")
 
 
 class MlopsSmokeTestOperator(MlopsBaseOperator):
@@ -251,7 +312,7 @@ class MlopsSmokeTestOperator(MlopsBaseOperator):
         smoke = self.loaded.config.deployment.smoke_test
         payload = smoke.payload or ""
         if smoke.payload_file:
-            path = Path(self.loaded.resolve(smoke.payload_file))
+            path = Path(runtime.inside_model_folder(self.loaded, smoke.payload_file, "deployment.smoke_test.payload_file"))
             if not path.is_file():
                 raise MissingFileError(f"{self.loaded.path}: deployment.smoke_test.payload_file {path} does not exist")
             payload = path.read_text()
@@ -263,6 +324,10 @@ class MlopsSmokeTestOperator(MlopsBaseOperator):
                 reason = f"smoke test of {deployed['endpoint']} {deployed['version']} got HTTP {status}: {body[:300]!r}"
                 from airflow_provider_mlops.notifications import events
 
+                self.registry.record_event(self.group, "rolled_back", {
+                    "version": deployed["version"], "endpoint": deployed["endpoint"], "by": "smoke_test",
+                    "restored_version": previous, "reason": reason, "run_id": context["ti"].run_id,
+                })
                 events.rolled_back(self.loaded, context, endpoint=deployed["endpoint"], failed_version=deployed["version"],
                                    restored_version=previous, reason=reason, log=self.log)
                 raise DeploymentError(f"{reason}; rolled back to {previous}")
@@ -283,8 +348,12 @@ class MlopsPromoteOperator(MlopsBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         deployed = context["ti"].xcom_pull(task_ids="deploy")
+        refusal = deploy_refusal(self.registry.get(self.group, deployed["version"]), self.loaded.config.deployment)
+        if refusal:
+            raise DeployRefusedError(refusal)
         version = self.registry.promote(
-            self.group, deployed["version"], deployment={"endpoint": deployed["endpoint"], "url": deployed["url"], "run_id": context["ti"].run_id}
+            self.group, deployed["version"], deployment={"endpoint": deployed["endpoint"], "url": deployed["url"],
+                                                         "run_id": context["ti"].run_id, "by": actor(context)}
         )
         self.log.info("%s %s is now in production on %s", self.group, version.semver, deployed["endpoint"])
         return version.to_dict()

@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     from airflow_provider_mlops.config.models import MlopsConfig
 
 
+def _path(loaded: LoadedConfig, location: str, field: str, backend: str) -> str:
+    """A path of the config; on the local backend (the worker reads it) a link out of the model's folder is refused."""
+    if backend == "local":
+        return runtime.inside_model_folder(loaded, location, field)
+    return loaded.resolve(location)
+
+
 def training_job_spec(
     loaded: LoadedConfig,
     name: str,
@@ -35,10 +42,11 @@ def training_job_spec(
         name=name,
         kind="training",
         entrypoint=cfg.training.entrypoint,
-        source_dir=loaded.resolve(cfg.training.source_dir),
+        source_dir=_path(loaded, cfg.training.source_dir, "training.source_dir", cfg.training_backend),
         image=image or cfg.image,
         hyperparameters={**cfg.training.hyperparameters, **(hyperparameters or {})},
-        channels={k: loaded.resolve(v) for k, v in cfg.training.channels.items()},
+        channels={k: _path(loaded, v, f"training.channels.{k}", cfg.training_backend)
+                  for k, v in cfg.training.channels.items()},
         metric_definitions=[d.model_dump() for d in cfg.training.metric_definitions],
         resources=cfg.training.resources.model_dump(),
         environment=dict(cfg.training.environment),
@@ -63,9 +71,9 @@ def evaluation_job_spec(
         name=name,
         kind="processing",
         entrypoint=cfg.evaluation.entrypoint,
-        source_dir=loaded.resolve(cfg.training.source_dir),
+        source_dir=_path(loaded, cfg.training.source_dir, "training.source_dir", cfg.evaluation_backend),
         image=image,
-        channels={held_out: loaded.resolve(location), "model": model_uri},
+        channels={held_out: _path(loaded, location, "evaluation.data", cfg.evaluation_backend), "model": model_uri},
         resources=resources.model_dump(),
         environment=dict(cfg.training.environment),
     )

@@ -9,6 +9,11 @@ PENDING = "PendingManualApproval"
 APPROVED = "Approved"
 REJECTED = "Rejected"
 APPROVAL_STATUSES = (PENDING, APPROVED, REJECTED)
+#: Who records a failed gate. Rejected by the gate is not a decision: an override may still follow.
+GATE_ACTOR = "gate"
+
+#: The audit log's event kinds: who did what to which version (and endpoint), when and why.
+AUDIT_KINDS = ("approved", "rejected", "override", "gate_failed", "deployed", "rolled_back", "promoted")
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,31 @@ class ModelVersion:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def is_decided(version: ModelVersion) -> bool:
+    """True once a person, ``approval: auto`` or an expiry decided; a gate's Rejected is not a decision."""
+    if version.status == APPROVED:
+        return True
+    return version.status == REJECTED and version.approval.get("by") not in (None, "", GATE_ACTOR)
+
+
+def decision_kind(status: str, by: str, override: bool) -> str:
+    """The audit event kind of a recorded decision."""
+    if override:
+        return "override"
+    if status == APPROVED:
+        return "approved"
+    return "gate_failed" if by == GATE_ACTOR else "rejected"
+
+
+def already_decided_message(version: ModelVersion, status: str) -> str:
+    approval = version.approval
+    return (
+        f"{version.group} {version.semver} is already {version.status} (by {approval.get('by')} at {approval.get('at')}: "
+        f"{approval.get('reason') or 'no reason'}); a decision is final, so this {status} was not recorded. "
+        "Train a new version to decide again"
+    )
 
 
 class ModelRegistry(Protocol):
@@ -57,6 +87,25 @@ class ModelRegistry(Protocol):
 
     def production(self, group: str) -> ModelVersion | None: ...
 
-    def set_approval(self, group: str, semver: str, status: str, *, by: str, reason: str = "") -> ModelVersion: ...
+    def set_approval(
+        self, group: str, semver: str, status: str, *, by: str, reason: str = "", override: bool = False,
+        by_id: str | None = None,
+    ) -> ModelVersion:
+        """
+        Record a decision (Approved or Rejected), compare-and-set on the version's state.
+
+        Only an undecided version (Pending, or Rejected by the gate) takes a decision; any other
+        raises :class:`~airflow_provider_mlops.exceptions.ApprovalConflictError`, so of two racing
+        decisions exactly one is recorded. The decision is also an audit event.
+        """
+        ...
 
     def promote(self, group: str, semver: str, *, deployment: dict[str, Any]) -> ModelVersion: ...
+
+    def record_event(self, group: str, kind: str, detail: dict[str, Any]) -> None:
+        """Append an audit event (``kind`` from :data:`AUDIT_KINDS`, or a note such as ``retrain_decision``)."""
+        ...
+
+    def audit_log(self, group: str) -> list[dict[str, Any]]:
+        """Every event of ``group``, oldest first: ``{"at", "kind", "version", "by", "reason", ...}``."""
+        ...

@@ -6,11 +6,17 @@ and numbers it inside one ``BEGIN IMMEDIATE`` transaction, and a unique index on
 ``(group, series, patch)`` backs that up. Concurrent registrations, from threads or processes,
 get distinct, consecutive versions. A registration carries an idempotency key (the DAG run and
 task), so a retried register task returns the version its first try created.
+
+Decisions are compare-and-set: ``set_approval`` reads the version's state and writes the
+decision inside one ``BEGIN IMMEDIATE`` transaction, so of two racing decisions (threads or
+processes) exactly one is recorded. Every decision, deploy, rollback and promotion is a row of
+the ``events`` table: the audit log (``mlops audit``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,9 +24,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_mlops.exceptions import RegistryError, VersionNotFoundError
-from airflow_provider_mlops.registry.base import APPROVAL_STATUSES, APPROVED, PENDING, ModelVersion
+from airflow_provider_mlops.exceptions import ApprovalConflictError, RegistryError, VersionNotFoundError
+from airflow_provider_mlops.naming import model_ref
+from airflow_provider_mlops.registry.base import (
+    APPROVAL_STATUSES,
+    APPROVED,
+    PENDING,
+    REJECTED,
+    ModelVersion,
+    already_decided_message,
+    decision_kind,
+    is_decided,
+)
 from airflow_provider_mlops.versioning import parse_series
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS model_versions (
@@ -143,7 +161,8 @@ class LocalModelRegistry:
                 (group, series, new_id, new_id),
             )
             row = conn.execute("SELECT * FROM model_versions WHERE id = ?", (new_id,)).fetchone()
-            self._event(conn, group, "registered", {"semver": f"{series}.{row['patch']}", "key": idempotency_key})
+            self._event(conn, group, "registered", {"version": f"{series}.{row['patch']}", "key": idempotency_key,
+                                                    "by": lineage.get("requested_by") or ""})
         return self._row(row)
 
     def get(self, group: str, semver: str) -> ModelVersion:
@@ -154,7 +173,7 @@ class LocalModelRegistry:
             ).fetchone()
         if row is None:
             raise VersionNotFoundError(
-                f"model {group} has no version {semver}; run 'mlops versions {group.replace('-', '/', 1)}' to list them"
+                f"model {group} has no version {semver}; run 'mlops versions {model_ref(group)}' to list them"
             )
         return self._row(row)
 
@@ -178,18 +197,41 @@ class LocalModelRegistry:
             ).fetchone()
         return self._row(row) if row else None
 
-    def set_approval(self, group: str, semver: str, status: str, *, by: str, reason: str = "") -> ModelVersion:
-        """Move a version to Approved or Rejected, recording who, when and why."""
-        if status not in APPROVAL_STATUSES:
-            raise RegistryError(f"status {status!r} is not one of {APPROVAL_STATUSES}")
-        current = self.get(group, semver)
-        approval = {"status": status, "by": by, "at": utcnow_iso(), "reason": reason}
+    def set_approval(
+        self, group: str, semver: str, status: str, *, by: str, reason: str = "", override: bool = False,
+        by_id: str | None = None,
+    ) -> ModelVersion:
+        """
+        Record a decision on an undecided version, compare-and-set, with who, when and why.
+
+        The read of the current state and the write are one ``BEGIN IMMEDIATE`` transaction:
+        a second decision, or one racing this one, gets :class:`ApprovalConflictError`.
+        """
+        if status not in (APPROVED, REJECTED):
+            raise RegistryError(f"a decision is {APPROVED} or {REJECTED}, not {status!r}")
+        series, _, patch = semver.rpartition(".")
+        approval: dict[str, Any] = {"status": status, "by": by, "at": utcnow_iso(), "reason": reason}
+        if override:
+            approval["override"] = True
+        if by_id and by_id != by:
+            approval["by_id"] = by_id
         with self._write() as conn:
+            row = conn.execute(
+                "SELECT * FROM model_versions WHERE grp = ? AND series = ? AND patch = ?", (group, series, patch)
+            ).fetchone()
+            if row is None:
+                raise VersionNotFoundError(
+                    f"model {group} has no version {semver}; run 'mlops versions {model_ref(group)}' to list them"
+                )
+            current = self._row(row)
+            if is_decided(current):
+                raise ApprovalConflictError(already_decided_message(current, status))
             conn.execute(
                 "UPDATE model_versions SET status = ?, approval = ? WHERE id = ?",
                 (status, json.dumps(approval), current.package_version),
             )
-            self._event(conn, group, "approval", {"semver": semver, **approval})
+            self._event(conn, group, decision_kind(status, by, override),
+                        {"version": semver, "by": by, "reason": reason, "status": status})
         return self.get(group, semver)
 
     def promote(self, group: str, semver: str, *, deployment: dict[str, Any]) -> ModelVersion:
@@ -208,7 +250,7 @@ class LocalModelRegistry:
                 "UPDATE model_versions SET stage = 'production', deployment = ? WHERE id = ?",
                 (json.dumps({**deployment, "at": utcnow_iso()}), current.package_version),
             )
-            self._event(conn, group, "promoted", {"semver": semver, **deployment})
+            self._event(conn, group, "promoted", {"version": semver, **deployment})
         return self.get(group, semver)
 
     def record_event(self, group: str, kind: str, detail: dict[str, Any]) -> None:
@@ -221,9 +263,59 @@ class LocalModelRegistry:
             rows = conn.execute(query, (group, kind) if kind else (group,)).fetchall()
         return [{"at": r["at"], "kind": r["kind"], **json.loads(r["detail"])} for r in rows]
 
+    def audit_log(self, group: str) -> list[dict[str, Any]]:
+        """Every event of ``group``, oldest first, with ``version`` (older rows said ``semver``)."""
+        return [_normalised(event) for event in self.events(group)]
+
+    def adopt_legacy_group(self, group: str, legacy: str, dag_prefix: str) -> int:
+        """
+        Move this model's versions from the group name older releases gave it (``legacy``) to ``group``.
+
+        The old name ``<project>-<model>`` could be two models' (``a-b/c`` and ``a/b-c``), so a
+        row moves only when its lineage says this model's DAGs registered it (its ``dag_id``
+        starts with ``dag_prefix``); other rows stay. Its events move with the last of its rows.
+        Nothing moves once ``group`` has versions of its own.
+
+        :return: how many versions moved.
+        """
+        with self._connect() as conn:  # the common case, nothing under the old name, takes no write lock
+            if not conn.execute("SELECT 1 FROM model_versions WHERE grp = ? LIMIT 1", (legacy,)).fetchone():
+                return 0
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM model_versions WHERE grp = ? LIMIT 1", (group,)).fetchone():
+                return 0
+            rows = conn.execute("SELECT id, series, patch, lineage FROM model_versions WHERE grp = ?", (legacy,)).fetchall()
+            mine = [r for r in rows if str(json.loads(r["lineage"]).get("dag_id") or "").startswith(dag_prefix)]
+            if not mine:
+                return 0
+            conn.executemany("UPDATE model_versions SET grp = ? WHERE id = ?", [(group, r["id"]) for r in mine])
+            semvers = {f"{r['series']}.{r['patch']}" for r in mine}
+            if len(mine) == len(rows):
+                conn.execute("UPDATE events SET grp = ? WHERE grp = ?", (group, legacy))
+            else:
+                for event in conn.execute("SELECT id, detail FROM events WHERE grp = ?", (legacy,)).fetchall():
+                    detail = json.loads(event["detail"])
+                    if (detail.get("version") or detail.get("semver")) in semvers:
+                        conn.execute("UPDATE events SET grp = ? WHERE id = ?", (group, event["id"]))
+            self._event(conn, group, "migrated", {"from": legacy, "versions": sorted(semvers), "by": "mlops",
+                                                  "reason": f"registry groups are <project>--<model> now; was {legacy}"})
+        log.warning("Moved %d version(s) of %s from the registry group %s (the name before the '--' join): %s",
+                    len(mine), group, legacy, ", ".join(sorted(semvers)))
+        return len(mine)
+
     @staticmethod
     def _event(conn: sqlite3.Connection, group: str, kind: str, detail: dict[str, Any]) -> None:
         conn.execute(
             "INSERT INTO events (grp, at, kind, detail) VALUES (?, ?, ?, ?)",
             (group, utcnow_iso(), kind, json.dumps(detail)),
         )
+
+
+def _normalised(event: dict[str, Any]) -> dict[str, Any]:
+    """An event in the audit log's shape, whatever release wrote it."""
+    event = dict(event)
+    if "version" not in event and "semver" in event:
+        event["version"] = event.pop("semver")
+    if event.get("kind") == "approval":  # before decisions had kinds of their own
+        event["kind"] = "approved" if event.get("status") == APPROVED else "rejected"
+    return event

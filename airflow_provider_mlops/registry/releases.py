@@ -18,6 +18,7 @@ import no Airflow, so the operators, the CLI and the tests share them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -146,13 +147,18 @@ def known_releases(versions: list[ModelVersion]) -> list[str]:
     return seen
 
 
-def resolve_release(group: str, versions: list[ModelVersion], release: Release) -> ModelVersion:
+def resolve_release(
+    group: str, versions: list[ModelVersion], release: Release,
+    deployable: Callable[[ModelVersion], bool] = deployable,
+) -> ModelVersion:
     """
     The model version to deploy for a release: the newest one trained from it that passed its gate.
 
     :param group: the model's registry group, for messages.
     :param versions: every version of the group.
     :param release: what the run conf named.
+    :param deployable: which versions count (default: gate passed, not Rejected; the deploy DAG
+        also counts an override recorded by an allowed person).
     :return: the newest deployable version trained from ``release``.
     :raises VersionNotFoundError: no version was trained from ``release``.
     :raises DeployRefusedError: every version trained from it failed its gate or was Rejected.

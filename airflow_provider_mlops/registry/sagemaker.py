@@ -8,19 +8,48 @@ of the order, so two racing registrations can never compute the same patch); not
 maximum and writes it back. The semver lives in ``CustomerMetadataProperties`` (and a tag); the
 full record (metrics with the confusion matrix, the gate table, lineage) is a JSON document in
 S3 that the package's ``mlops:record`` property points to.
+
+Decisions are compare-and-set as far as the API allows: UpdateModelPackage has no condition,
+so ``set_approval`` describes the package, refuses a version already decided, writes the
+decision with a token of its own, and describes again to check that its token is the one
+stored. A racing decision that updates between that first describe and the update is seen
+and refused; two that both pass the first describe and update within one describe's latency
+of each other can both see their own token for a moment and both report success. That window
+is milliseconds wide; the local registry (one SQLite transaction) has none.
+
+The audit log is one small JSON object per event in S3, under
+``<aws.artifacts_uri>/registry/<group>/audit/``, beside the version records: it is written
+once and never rewritten (no read-modify-write race), and it lives in the artifacts bucket, so
+rebuilding the MWAA environment (which loses Airflow's metadata DB) loses none of it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_provider_mlops.exceptions import RegistryError, VersionNotFoundError
+from airflow_provider_mlops.exceptions import (
+    ApprovalConflictError,
+    ConfigError,
+    RegistryError,
+    VersionNotFoundError,
+)
 from airflow_provider_mlops.hooks.aws_access import SageMakerAccess
 from airflow_provider_mlops.links.sagemaker import sagemaker_console_url
-from airflow_provider_mlops.registry.base import APPROVAL_STATUSES, APPROVED, PENDING, ModelVersion
+from airflow_provider_mlops.naming import model_ref
+from airflow_provider_mlops.registry.base import (
+    APPROVAL_STATUSES,
+    APPROVED,
+    PENDING,
+    REJECTED,
+    ModelVersion,
+    already_decided_message,
+    decision_kind,
+    is_decided,
+)
 from airflow_provider_mlops.versioning import parse_series
 
 P = "mlops:"  # the prefix of every CustomerMetadataProperties key this registry writes
@@ -57,6 +86,11 @@ class SageMakerModelRegistry(SageMakerAccess):
     :param inference_instance_types: the instance types it may serve on.
     :param tag_model_packages: also tag each package with its semver (needs ``sagemaker:AddTags``).
     :param poll_interval: unused by the registry; accepted like ``role_arn``.
+    :param legacy_group: the group name releases before the ``--`` join gave this model
+        (``<project>-<model>``); a first registration refuses to start a new group while that
+        one holds this model's versions.
+    :param owner_dag_prefix: the DAG id prefix of this model (``mlops__<project>__<model>__``),
+        which tells its packages in ``legacy_group`` from another model's.
     """
 
     def __init__(
@@ -70,8 +104,12 @@ class SageMakerModelRegistry(SageMakerAccess):
         inference_instance_types: list[str] | None = None,
         tag_model_packages: bool = True,
         poll_interval: float = 30.0,
+        legacy_group: str | None = None,
+        owner_dag_prefix: str | None = None,
     ) -> None:
         super().__init__(aws_conn_id, region_name, role_arn, artifacts_uri)
+        self.legacy_group = legacy_group
+        self.owner_dag_prefix = owner_dag_prefix
         self.content_types = list(content_types or ["application/json"])
         self.response_types = list(response_types or ["application/json"])
         self.inference_instance_types = list(inference_instance_types or ["ml.m5.large"])
@@ -92,6 +130,7 @@ class SageMakerModelRegistry(SageMakerAccess):
         except ClientError as exc:
             if not is_not_found(exc):
                 raise
+        self._refuse_to_orphan_legacy_group(group)
         try:
             self.hook.conn.create_model_package_group(
                 ModelPackageGroupName=group,
@@ -102,6 +141,24 @@ class SageMakerModelRegistry(SageMakerAccess):
         except ClientError as exc:
             if not is_already_exists(exc):
                 raise
+
+    def _refuse_to_orphan_legacy_group(self, group: str) -> None:
+        """A new group would leave this model's versions (and production model) behind in the old one."""
+        legacy, prefix = self.legacy_group, self.owner_dag_prefix
+        if not legacy or not prefix or legacy == group:
+            return
+        for summary in self._summaries(legacy, newest_first=True, limit=IDEMPOTENCY_WINDOW):
+            key = (self._describe(summary["ModelPackageArn"]).get("CustomerMetadataProperties") or {}).get(P + "idempotency-key", "")
+            if key.startswith(prefix):
+                raise ConfigError(
+                    f"the model package group {legacy} (the name before registry groups were <project>--<model>) holds "
+                    f"this model's versions; registering into a new group {group} would leave them, and the "
+                    "production model the gate compares with, behind",
+                    field="registry.model_package_group", value=group,
+                    fix=f"keep the old group: set registry.model_package_group: {legacy} (and deployment.endpoint_name "
+                        "to the endpoint it serves on); a name with a '-' in project or model needs "
+                        "organisation.allow_resource_overrides in the organisation's mlops-defaults.yaml",
+                )
 
     def _summaries(self, group: str, newest_first: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
         """The group's package summaries, sorted by the registry's creation order."""
@@ -276,9 +333,7 @@ class SageMakerModelRegistry(SageMakerAccess):
         containers = described.get("InferenceSpecification", {}).get("Containers", [{}])
         created = described.get("CreationTime")
         group = str(described.get("ModelPackageGroupName") or described["ModelPackageArn"].split("/")[-2])
-        approval = {k: props[P + k] for k in ("by", "at", "reason") if P + k in props}
-        if approval:
-            approval["status"] = str(described.get("ModelApprovalStatus"))
+        approval = _approval(described)
         deployment = {k: props[P + k] for k in ("endpoint", "deployed-at") if P + k in props}
         region = str(self.region_name or self.hook.conn.meta.region_name)
         return ModelVersion(
@@ -308,7 +363,7 @@ class SageMakerModelRegistry(SageMakerAccess):
             if (described.get("CustomerMetadataProperties") or {}).get(P + "semver") == semver:
                 return described
         raise VersionNotFoundError(
-            f"model package group {group} has no version {semver}; run 'mlops versions {group.replace('-', '/', 1)}' to list them"
+            f"model package group {group} has no version {semver}; run 'mlops versions {model_ref(group)}' to list them"
         )
 
     def get(self, group: str, semver: str) -> ModelVersion:
@@ -331,19 +386,33 @@ class SageMakerModelRegistry(SageMakerAccess):
                 return self._version(described)
         return None
 
-    def set_approval(self, group: str, semver: str, status: str, *, by: str, reason: str = "") -> ModelVersion:
-        """Move a version's ModelApprovalStatus, recording the approver, the time and the reason."""
-        if status not in APPROVAL_STATUSES:
-            raise RegistryError(f"status {status!r} is not one of {APPROVAL_STATUSES}")
+    def set_approval(
+        self, group: str, semver: str, status: str, *, by: str, reason: str = "", override: bool = False,
+        by_id: str | None = None,
+    ) -> ModelVersion:
+        """
+        Record a decision on an undecided version: ModelApprovalStatus, who, when and why.
+
+        Check-then-update on the ModelApprovalStatus just read, then a describe that must find
+        this decision's token (see the module docstring for the window that remains).
+        """
+        if status not in (APPROVED, REJECTED):
+            raise RegistryError(f"a decision is {APPROVED} or {REJECTED}, not {status!r} (not one of {APPROVAL_STATUSES[1:]})")
         described = self._get_described(group, semver)
-        at = _now()
-        described = self._update(
-            described,
-            {P + "by": _cut(by), P + "at": at, P + "reason": _cut(reason)},
-            status=status,
-            description=f"{status} by {by} at {at}: {reason}",
-        )
+        current = self._version(described)
+        if is_decided(current):
+            raise ApprovalConflictError(already_decided_message(current, status))
+        at, token = _now(), secrets.token_hex(8)
+        properties = {P + "by": _cut(by), P + "at": at, P + "reason": _cut(reason), P + "decision": token,
+                      P + "override": "true" if override else "", P + "by-id": _cut(by_id) if by_id and by_id != by else ""}
+        described = self._update(described, properties, status=status,
+                                 description=f"{status} by {by} at {at}: {reason}")
+        stored = described.get("CustomerMetadataProperties") or {}
+        if stored.get(P + "decision") != token or described.get("ModelApprovalStatus") != status:
+            raise ApprovalConflictError(already_decided_message(self._version(described), status))
         self.hook.log.info("%s %s is now %s (by %s: %s)", group, semver, status, by, reason)
+        self.record_event(group, decision_kind(status, by, override),
+                          {"version": semver, "by": by, "reason": reason, "status": status})
         return self._version(described)
 
     def promote(self, group: str, semver: str, *, deployment: dict[str, Any]) -> ModelVersion:
@@ -359,4 +428,52 @@ class SageMakerModelRegistry(SageMakerAccess):
                 self._update(other, {P + "stage": "archived"})
         described = self._update(described, {P + "stage": "production", P + "endpoint": _cut(deployment.get("endpoint", "")),
                                              P + "deployed-at": _now()})
+        self.record_event(group, "promoted", {"version": semver, **deployment})
         return self._version(described)
+
+    # -- the audit log -------------------------------------------------------------------
+
+    def _audit_prefix(self, group: str) -> str:
+        if not self.artifacts_uri:
+            raise RegistryError("registry.backend sagemaker keeps its audit log in S3: set aws.artifacts_uri in mlops.yaml")
+        return f"{self.artifacts_uri}/registry/{group}/audit/"
+
+    def record_event(self, group: str, kind: str, detail: dict[str, Any]) -> None:
+        """Write one audit event as its own S3 object: never rewritten, so writers never race."""
+        at = datetime.now(UTC)
+        key = f"{at.strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}.json"
+        self.hook.write_json(self._audit_prefix(group) + key,
+                             {"at": at.isoformat(timespec="milliseconds"), "kind": kind, **detail})
+
+    def events(self, group: str, kind: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.audit_log(group) if kind is None or e.get("kind") == kind]
+
+    def audit_log(self, group: str) -> list[dict[str, Any]]:
+        """Every audit event of ``group``, oldest first (object keys start with the UTC time)."""
+        return [event for _, event in sorted(self.hook.read_json_objects(self._audit_prefix(group)))]
+
+
+def _approval(described: dict[str, Any]) -> dict[str, Any]:
+    """
+    The recorded decision: who (and their id), when, why (in full) and whether it overrode the gate.
+
+    The metadata keeps the reason cleaned to the API's pattern; ApprovalDescription keeps the
+    text as given (``<status> by <who> at <when>: <reason>``), so the reason comes from there.
+    """
+    props = described.get("CustomerMetadataProperties") or {}
+    approval: dict[str, Any] = {k: props[P + k] for k in ("by", "at", "reason") if P + k in props}
+    if not approval:
+        return approval
+    status = str(described.get("ModelApprovalStatus"))
+    approval["status"] = status
+    text = str(described.get("ApprovalDescription") or "")
+    head = f"{status} by "
+    marker = f" at {approval.get('at')}: "
+    if text.startswith(head) and marker in text:
+        who, _, reason = text[len(head):].partition(marker)
+        approval["by"], approval["reason"] = who, reason
+    if props.get(P + "override") == "true":
+        approval["override"] = True
+    if props.get(P + "by-id"):
+        approval["by_id"] = props[P + "by-id"]
+    return approval

@@ -219,6 +219,23 @@ class LocalServing:
             time.sleep(0.2)
         raise DeploymentError(f"model server for {what} failed its health check ({last}); see {log}")
 
+    def adopt_endpoint(self, old: str, endpoint: str) -> bool:
+        """
+        Rename endpoint ``old`` to ``endpoint`` while it serves: its router, port and model server go on.
+
+        The state folder moves and ``old`` stays as a link to it, so the running router (which
+        reads ``<home>/endpoints/<old>/``) and ``mlops endpoint status <old>`` keep working.
+        Nothing happens when ``endpoint`` exists already or ``old`` does not.
+
+        :return: True when the endpoint was moved.
+        """
+        source, target = self.state_dir(old), self.state_dir(endpoint)
+        if target.exists() or source.is_symlink() or not source.is_dir():
+            return False
+        os.rename(source, target)
+        source.symlink_to(target.name, target_is_directory=True)
+        return True
+
     def stop(self, endpoint: str) -> None:
         """Stop the endpoint's router and every model server it started."""
         state = self.state_dir(endpoint)

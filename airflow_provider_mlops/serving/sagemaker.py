@@ -9,6 +9,12 @@ waits and checks that the endpoint is InService on the NEW config: if not, it fa
 endpoint's FailureReason while SageMaker keeps the previous config serving. After a good
 deploy, old endpoint configs and models of this endpoint are deleted, keeping
 ``deployment.keep_previous`` of them for rollback.
+
+The wait is split out so the deploy operator holds no worker slot during it:
+:meth:`SageMakerServing.start_deploy` makes the calls, :class:`~airflow_provider_mlops.triggers.endpoint.EndpointDeployTrigger`
+polls :meth:`SageMakerServing.endpoint_progress` in the triggerer, and
+:meth:`SageMakerServing.finish_deploy` verifies and cleans up. :meth:`SageMakerServing.deploy`
+runs the three in one process (the smoke test's rollback).
 """
 
 from __future__ import annotations
@@ -101,7 +107,19 @@ class SageMakerServing(SageMakerAccess):
     # -- the protocol --------------------------------------------------------------------
 
     def deploy(self, endpoint: str, version: ModelVersion, loaded: LoadedConfig) -> dict[str, Any]:
-        """The serving protocol: create or update ``endpoint`` to serve the approved ``version``."""
+        """The serving protocol: create or update ``endpoint`` to serve the approved ``version``, waiting here."""
+        started = self.start_deploy(endpoint, version, loaded)
+        if started["unchanged"]:
+            return started
+        return self.finish_deploy(started, self._wait_settled(endpoint, started["endpoint_config"]), loaded)
+
+    def start_deploy(self, endpoint: str, version: ModelVersion, loaded: LoadedConfig) -> dict[str, Any]:
+        """
+        Check the endpoint, create the Model and EndpointConfig, and call CreateEndpoint or UpdateEndpoint.
+
+        :return: the deploy's result-to-be (see :meth:`_result`); ``unchanged`` is True when the
+            endpoint already serves ``version`` and there is nothing to wait for.
+        """
         deployment = loaded.config.deployment
         if not version.arn:
             raise DeploymentError(f"{version.group} {version.semver} has no model package ARN; register it with registry.backend: sagemaker")
@@ -157,11 +175,51 @@ class SageMakerServing(SageMakerAccess):
                                endpoint, previous_config, previous_version, config_name, version.semver,
                                config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"])
             self.hook.conn.update_endpoint(EndpointName=endpoint, EndpointConfigName=config_name, DeploymentConfig=config)
-        self._wait_in_service(endpoint, config_name, previous_config)
-        deleted = self.cleanup(endpoint, keep=deployment.keep_previous, current=config_name)
-        result = self._result(endpoint, version.semver, previous_version, config_name, previous_config, action)
-        result["deleted_endpoint_configs"] = deleted
+        return self._result(endpoint, version.semver, previous_version, config_name, previous_config, action)
+
+    def finish_deploy(self, started: dict[str, Any], outcome: dict[str, Any], loaded: LoadedConfig) -> dict[str, Any]:
+        """
+        Verify how the wait ended, then delete old configs.
+
+        :param started: what :meth:`start_deploy` returned.
+        :param outcome: how the wait ended, from this process's wait or the trigger's event:
+            ``{"status": "settled" | "timeout", "progress": <endpoint_progress>, "alarms_in_alarm": [...]}``
+            or ``{"status": "gone"}``.
+        :param loaded: the model's config (``deployment.keep_previous``).
+        :return: ``started`` plus ``deleted_endpoint_configs``.
+        :raises DeploymentError: the endpoint is gone, still moving after ``wait_timeout``, or not
+            InService on the new config (SageMaker kept or rolled back to the previous one),
+            naming its FailureReason and the rollback alarms in ALARM.
+        """
+        endpoint, config_name = started["endpoint"], started["endpoint_config"]
+        status = outcome.get("status")
+        if status == "gone":
+            raise DeploymentError(f"endpoint {endpoint} disappeared while deploying {config_name}")
+        progress = outcome["progress"]
+        if status == "timeout":
+            raise DeploymentError(f"endpoint {endpoint} is still {progress['status']} after {self.wait_timeout:.0f}s "
+                                  f"deploying {config_name}")
+        self._check_switched(endpoint, config_name, started["previous_endpoint_config"], progress,
+                             outcome.get("alarms_in_alarm"))
+        result = dict(started)
+        result["deleted_endpoint_configs"] = self.cleanup(endpoint, keep=loaded.config.deployment.keep_previous,
+                                                          current=config_name)
         return result
+
+    def endpoint_progress(self, endpoint: str) -> dict[str, Any] | None:
+        """One DescribeEndpoint, reduced to what a wait needs (JSON for a trigger event); ``None`` when it is gone."""
+        from airflow_provider_mlops.hooks.sagemaker import ENDPOINT_NON_TERMINAL_STATES
+
+        described = self.hook.describe_endpoint_or_none(endpoint)
+        if described is None:
+            return None
+        return {"status": described["EndpointStatus"], "endpoint_config": described.get("EndpointConfigName"),
+                "failure_reason": described.get("FailureReason"),
+                "settled": described["EndpointStatus"] not in ENDPOINT_NON_TERMINAL_STATES}
+
+    def alarms_in_alarm(self, alarms: list[str]) -> list[str]:
+        """The deployment's auto-rollback alarms that are in ALARM now (they make SageMaker roll back)."""
+        return self.hook.alarms_in_state(alarms, "ALARM") if alarms else []
 
     def invoke(self, deployed: dict[str, Any], payload: bytes, content_type: str) -> tuple[int, dict[str, str], bytes]:
         """The serving protocol: send one request through SageMaker Runtime InvokeEndpoint."""
@@ -206,32 +264,36 @@ class SageMakerServing(SageMakerAccess):
         )
         return model_name
 
-    def _wait_in_service(self, endpoint: str, config_name: str, previous_config: str | None) -> None:
-        from airflow_provider_mlops.hooks.sagemaker import ENDPOINT_NON_TERMINAL_STATES
-
+    def _wait_settled(self, endpoint: str, config_name: str) -> dict[str, Any]:
+        """Poll in this process until the endpoint settles; the outcome has the trigger's event shape."""
         deadline = time.monotonic() + self.wait_timeout
         last = None
         while True:
-            described = self.hook.describe_endpoint_or_none(endpoint)
-            if described is None:
-                raise DeploymentError(f"endpoint {endpoint} disappeared while deploying {config_name}")
-            status = described["EndpointStatus"]
-            if status != last:
-                self.hook.log.info("Endpoint %s: %s (config %s)", endpoint, status, described.get("EndpointConfigName"))
-                last = status
-            if status not in ENDPOINT_NON_TERMINAL_STATES:
-                break
-            if time.monotonic() > deadline:
-                raise DeploymentError(f"endpoint {endpoint} is still {status} after {self.wait_timeout:.0f}s deploying {config_name}")
+            progress = self.endpoint_progress(endpoint)
+            if progress is None:
+                return {"status": "gone"}
+            if progress["status"] != last:
+                self.hook.log.info("Endpoint %s: %s (config %s)", endpoint, progress["status"], progress["endpoint_config"])
+                last = progress["status"]
+            if progress["settled"] or time.monotonic() > deadline:
+                return {"status": "settled" if progress["settled"] else "timeout", "progress": progress,
+                        "alarms_in_alarm": []}
             time.sleep(self.poll_interval)
-        if status != "InService" or described.get("EndpointConfigName") != config_name:
-            keeps = f"it still serves {described.get('EndpointConfigName')}" if status == "InService" else f"it is {status}"
-            raise DeploymentError(
-                f"deploying {config_name} to endpoint {endpoint} failed: "
-                f"{described.get('FailureReason') or 'the endpoint did not switch to the new config'}; {keeps}"
-                + (f" (the previous config was {previous_config})" if previous_config else "")
-                + f". See the endpoint's CloudWatch logs: {cloudwatch_logs_url(self.region, LOG_GROUPS['endpoint'], endpoint)}"
-            )
+
+    def _check_switched(self, endpoint: str, config_name: str, previous_config: str | None, progress: dict[str, Any],
+                        alarms_in_alarm: list[str] | None = None) -> None:
+        status, serving = progress["status"], progress["endpoint_config"]
+        if status == "InService" and serving == config_name:
+            return
+        keeps = f"it still serves {serving}" if status == "InService" else f"it is {status}"
+        alarms = f" Rollback alarms in ALARM: {', '.join(alarms_in_alarm)}." if alarms_in_alarm else ""
+        raise DeploymentError(
+            f"deploying {config_name} to endpoint {endpoint} failed: "
+            f"{progress.get('failure_reason') or 'the endpoint did not switch to the new config'}; {keeps}"
+            + (f" (the previous config was {previous_config})" if previous_config else "")
+            + f". See the endpoint's CloudWatch logs: {cloudwatch_logs_url(self.region, LOG_GROUPS['endpoint'], endpoint)}"
+            + alarms
+        )
 
     def cleanup(self, endpoint: str, *, keep: int, current: str) -> list[str]:
         """

@@ -126,7 +126,7 @@ def build_model(cfg, path, root):
         (MlopsNotifyOperator, "notify", {**common, "event": "training_finished", "source_task_id": "register"}),
     ])
     train.get_task("register") >> MlopsGatePassedOperator(task_id="gate_passed", dag=train, **common)
-    endpoint = deployment.get("endpoint_name") or f"{project}-{model}"
+    endpoint = deployment.get("endpoint_name") or f"{project}--{model}"
     deploy = dag("deploy", f"Approve and deploy {project}/{model} to endpoint {endpoint}", max_active_runs=1)
     _chain(deploy, [
         (MlopsResolveVersionOperator, "resolve_version", common),

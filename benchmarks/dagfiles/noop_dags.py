@@ -4,7 +4,7 @@ import os
 
 import airflow.sdk  # noqa: F401  (the dag processor only parses files that mention airflow and dag)
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG
+from airflow.sdk import DAG, get_parsing_context
 
 from airflow_provider_mlops.factory import load_dags
 
@@ -22,7 +22,8 @@ def noop_copy(dag):
 
 def _build() -> None:
     real: dict = {}  # not this module's globals: the real DAGs belong to mlops_dags.py
-    load_dags(real, config_path=os.environ["MLOPS_CONFIG_PATH"])
+    wanted = get_parsing_context().dag_id  # a task of noop__<dag id> needs only that DAG's copy
+    load_dags(real, config_path=os.environ["MLOPS_CONFIG_PATH"], dag_id=wanted.removeprefix("noop__") if wanted else None)
     for dag in real.values():
         globals()[f"noop__{dag.dag_id}"] = noop_copy(dag)
 

@@ -39,7 +39,7 @@ REPO = HERE.parents[1]
 CODE = REPO / "examples" / "breast-cancer"
 ACCOUNT, REGION = "123456789012", "us-east-1"
 DATA_BUCKET, ARTIFACTS_BUCKET = f"mlops-data-{ACCOUNT}", f"mlops-artifacts-{ACCOUNT}"
-GROUP, ENDPOINT = "demo-breast-cancer-sagemaker", "demo-breast-cancer-sm"
+GROUP, ENDPOINT = "demo--breast-cancer-sagemaker", "demo--breast-cancer-sagemaker"
 
 
 def _say(text: str) -> None:

@@ -105,7 +105,7 @@ def test_check_ci_script_passes():
         text=True,
         timeout=300,
         check=False,
-        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "MLOPS_CI_INSTALL_TOOLS": "0"},
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -17,7 +17,7 @@ from airflow_provider_mlops.exceptions import ConfigError
 
 def _gpu_data() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(GPU_EXAMPLE.read_text())
-    data["training"].pop("source_dir")
+    data["training"].pop("source_dir", None)
     data["deployment"]["smoke_test"] = {"payload": "{}"}
     return data
 

@@ -169,11 +169,8 @@ def test_unreachable_airflow_is_a_504(clean_env):
 
 
 def test_the_api_server_serves_the_repositorys_dags(airflow_stack):
-    from trigger_testenv import REPO, real_loader_available
+    from trigger_testenv import REPO
 
-    if not real_loader_available():
-        pytest.skip("dags/mlops_dags.py and examples/ are not there yet: a stand-in DAG file is used")
-    assert airflow_stack.uses_real_dags
     for kind in ("train", "deploy", "retrain"):
         dag = airflow_stack.client().request("GET", f"/api/v2/dags/{airflow_stack.dag_id(kind)}")
         assert dag["fileloc"] == str(REPO / "dags" / "mlops_dags.py")

@@ -2,8 +2,7 @@
 Shared test support for tests/lambda and tests/ci: valid events, and one real Airflow stack.
 
 The stack is a real ``airflow api-server`` (simple auth manager, SQLite) on 127.0.0.1, with two
-DAG bundles: the repository's ``dags/`` loader reading ``examples/`` (or, until that loader
-exists, a stand-in file with the same DAG ids), and a ``foreign`` bundle whose DAG is outside the
+DAG bundles: the repository's ``dags/`` loader reading ``examples/``, and a ``foreign`` bundle whose DAG is outside the
 mlops__ namespace, so tests can prove the trigger never reaches it. No scheduler runs: created
 runs stay queued, which is all the trigger tests need.
 """
@@ -62,19 +61,6 @@ class Context:
     function_name: str = "mlops-dev-trigger"
 
 
-# Until the lead's loader (dags/mlops_dags.py + examples/) exists, this stands in for it: the
-# same DAG ids, and a train DAG that records the conf it was given.
-STAND_IN_DAGS = textwrap.dedent(
-    """
-    from airflow.sdk import DAG
-    from airflow.providers.standard.operators.empty import EmptyOperator
-
-    for kind in ("train", "deploy", "retrain"):
-        with DAG(f"mlops__demo__breast-cancer__{kind}", schedule=None, catchup=False) as dag:
-            EmptyOperator(task_id="noop")
-        globals()[f"dag_{kind}"] = dag
-    """
-)
 FOREIGN_DAGS = textwrap.dedent(
     f"""
     from airflow.sdk import DAG
@@ -86,21 +72,12 @@ FOREIGN_DAGS = textwrap.dedent(
 )
 
 
-def real_loader_available() -> bool:
-    return (
-        (REPO / "dags" / "mlops_dags.py").is_file()
-        and (REPO / "airflow_provider_mlops" / "factory" / "__init__.py").is_file()
-        and (REPO / "examples" / "breast-cancer" / "mlops.yaml").is_file()
-    )
-
-
 @dataclass
 class AirflowStack:
     base_url: str
     username: str
     password: str = field(repr=False)
     env: dict[str, str] = field(repr=False)
-    uses_real_dags: bool = False
     server: Any = field(default=None, repr=False)
 
     def client(self) -> Any:
@@ -142,13 +119,7 @@ def start_stack(root: Path, stack: ExitStack) -> AirflowStack:
     home.mkdir(parents=True)
     foreign.mkdir()
     (foreign / "foreign_dags.py").write_text(FOREIGN_DAGS)
-    uses_real_dags = real_loader_available()
-    if uses_real_dags:
-        mlops_dags = REPO / "dags"
-    else:
-        mlops_dags = root / "mlops-dags"
-        mlops_dags.mkdir()
-        (mlops_dags / "mlops_dags.py").write_text(STAND_IN_DAGS)
+    mlops_dags = REPO / "dags"
     bundle = "airflow.dag_processing.bundles.local.LocalDagBundle"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_"))}
     base.update(
@@ -170,7 +141,7 @@ def start_stack(root: Path, stack: ExitStack) -> AirflowStack:
     _airflow(env, "db", "migrate")
     _airflow(env, "dags", "reserialize")
     server = stack.enter_context(run_api_server(home, env=env))
-    airflow = AirflowStack(server.base_url, server.username, server.password, env, uses_real_dags, server)
+    airflow = AirflowStack(server.base_url, server.username, server.password, env, server)
     client = airflow.client()
     for dag_id in [*(airflow.dag_id(kind) for kind in KINDS), FOREIGN_DAG]:
         client.unpause(dag_id)

@@ -48,12 +48,12 @@ def example_messages() -> dict[str, messages.Message]:
             "demo", "breast-cancer", second,
             links={"Airflow run": links.dag_run_url(TRAIN_DAG, second["lineage"]["run_id"], BASE)}),
         "awaiting_approval": messages.awaiting_approval(
-            "demo", "breast-cancer", first, endpoint="demo-breast-cancer",
+            "demo", "breast-cancer", first, endpoint="demo--breast-cancer",
             links={"Approve or reject": links.approval_url(DEPLOY_DAG, deploy_run, "approve", BASE),
                    "Airflow run": links.dag_run_url(DEPLOY_DAG, deploy_run, BASE)}),
         "deployed": messages.deployed(
             "demo", "breast-cancer",
-            {"endpoint": "demo-breast-cancer", "version": "1.0.0", "previous_version": None,
+            {"endpoint": "demo--breast-cancer", "version": "1.0.0", "previous_version": None,
              "url": v["1.0.0"]["deployment"]["url"]},
             strategy="all_at_once", backend="local",
             links={"Airflow run": links.dag_run_url(DEPLOY_DAG, deploy_run, BASE)}),

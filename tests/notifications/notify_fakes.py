@@ -70,6 +70,8 @@ def _handler(server: SlackServer) -> type[BaseHTTPRequestHandler]:
                 self._send(429, b'{"ok": false, "error": "ratelimited"}' if web_api else b"rate_limited", {"Retry-After": "0"})
             elif answer == "500":
                 self._send(500, b"internal_error")
+            elif answer == "500-echo":  # an upstream error that repeats the request's path
+                self._send(500, f"no_service for {self.path}".encode())
             else:
                 self._send(200, b'{"ok": true, "ts": "1.0"}' if web_api else b"ok")
 
@@ -98,6 +100,11 @@ def slack_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackServer]:
     monkeypatch.setenv(
         "AIRFLOW_CONN_SLACK_HOOK",
         json.dumps({"conn_type": "slackwebhook", "host": f"{state.url}/services", "password": WEBHOOK_TOKEN}),
+    )
+    # The whole webhook URL in the password, as Slack's "copy webhook URL" gives it.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SLACK_URL",
+        json.dumps({"conn_type": "slackwebhook", "password": f"{state.url}/services/{WEBHOOK_TOKEN}"}),
     )
     monkeypatch.setenv(
         "AIRFLOW_CONN_SLACK_API",

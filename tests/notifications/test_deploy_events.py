@@ -79,7 +79,7 @@ def test_deploy_dag_reports_approval_deploy_rollback_and_reject(
         assert _deploy(server, deploy, "1.0.0", "Approve") == "success"
         sent = _events(slack_server)
         assert [e for e, _ in sent] == ["awaiting_approval", "deployed"]
-        assert sent[1][1] == "demo/breast-cancer 1.0.0: deployed to demo-breast-cancer"
+        assert sent[1][1] == "demo/breast-cancer 1.0.0: deployed to demo--breast-cancer"
 
         # 1.0.1 answers the smoke test with an error: the previous version goes back on the endpoint.
         assert str(train.test(run_conf={"requested_by": "t"}).state) == "success"
@@ -90,7 +90,7 @@ def test_deploy_dag_reports_approval_deploy_rollback_and_reject(
         assert _deploy(server, deploy, "1.0.1", "Approve") == "failed"
         sent = _events(slack_server)
         assert [e for e, _ in sent] == ["awaiting_approval", "rolled_back", "failure"]
-        assert sent[1][1] == "demo/breast-cancer 1.0.1: rolled back to 1.0.0 on demo-breast-cancer"
+        assert sent[1][1] == "demo/breast-cancer 1.0.1: rolled back to 1.0.0 on demo--breast-cancer"
         assert sent[2][1] == f"demo/breast-cancer: task smoke_test failed in {deploy.dag_id}"
 
         assert str(train.test(run_conf={"requested_by": "t"}).state) == "success"

@@ -58,11 +58,11 @@ def test_no_channel_configured_sends_nothing(tmp_path: Path) -> None:
 def test_rejected_and_rolled_back_reach_slack(tmp_path: Path, slack_server: SlackServer) -> None:
     loaded = _config(tmp_path, {"slack": {"connection_id": "slack_hook"}})
     events.rejected(loaded, CONTEXT, {"semver": "1.0.1"}, by="alice", reason="Reject in Airflow")
-    events.rolled_back(loaded, CONTEXT, endpoint="demo-breast-cancer", failed_version="1.0.1", restored_version="1.0.0",
+    events.rolled_back(loaded, CONTEXT, endpoint="demo--breast-cancer", failed_version="1.0.1", restored_version="1.0.0",
                        reason="smoke test got HTTP 500")
     titles = [r.json()["blocks"][0]["text"]["text"] for r in slack_server.requests]
     assert titles == ["demo/breast-cancer 1.0.1: deploy rejected by alice",
-                      "demo/breast-cancer 1.0.1: rolled back to 1.0.0 on demo-breast-cancer"]
+                      "demo/breast-cancer 1.0.1: rolled back to 1.0.0 on demo--breast-cancer"]
 
 
 def test_a_broken_record_is_logged_not_raised(tmp_path: Path, slack_server: SlackServer) -> None:

@@ -28,8 +28,8 @@ from airflow_provider_mlops.factory.plan import plan_model
 from airflow_provider_mlops.factory.render import render_dag
 from airflow_provider_mlops.registry.base import APPROVED, PENDING
 
-GROUP = "demo-breast-cancer-sagemaker"
-ENDPOINT = "demo-breast-cancer-sm"
+GROUP = "demo--breast-cancer-sagemaker"
+ENDPOINT = "demo--breast-cancer-sagemaker"
 
 
 def _state(dag_run: Any) -> str:

@@ -14,11 +14,16 @@ import pytest
 from botocore.stub import Stubber
 from sagemaker_testenv import ACCOUNT, ARTIFACTS_BUCKET, DATA_BUCKET, Aws
 
-from airflow_provider_mlops.exceptions import RegistryError, VersionNotFoundError
+from airflow_provider_mlops.exceptions import (
+    ApprovalConflictError,
+    ConfigError,
+    RegistryError,
+    VersionNotFoundError,
+)
 from airflow_provider_mlops.registry.base import APPROVED, PENDING, REJECTED
 from airflow_provider_mlops.registry.sagemaker import SageMakerModelRegistry
 
-GROUP = "demo-breast-cancer-sagemaker"
+GROUP = "demo--breast-cancer-sagemaker"
 ARTIFACTS = f"s3://{ARTIFACTS_BUCKET}/demo/bc"
 IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/demo/breast-cancer:1.0.0"
 
@@ -104,10 +109,46 @@ def test_approve_and_reject_record_who_and_why(aws: Aws) -> None:
     described = aws.client("sagemaker").describe_model_package(ModelPackageName=approved.arn)
     assert described["ApprovalDescription"].startswith("Approved by alice")
     assert described["CustomerMetadataProperties"]["mlops:semver"] == "1.0.0"  # not dropped by the update
-    rejected = reg.set_approval(GROUP, "1.0.0", REJECTED, by="bob", reason="drift on segment X")
+    register(reg, "run-2")
+    rejected = reg.set_approval(GROUP, "1.0.1", REJECTED, by="bob", reason="drift on segment X")
     assert (rejected.status, rejected.approval["by"]) == (REJECTED, "bob")
     with pytest.raises(RegistryError, match="not one of"):
         reg.set_approval(GROUP, "1.0.0", "Maybe", by="x")
+
+
+def test_a_decision_is_final_and_the_audit_log_outlives_airflow(aws: Aws) -> None:
+    reg = registry()
+    register(reg, "run-1")
+    register(reg, "run-2", passed=False)
+    reg.set_approval(GROUP, "1.0.1", REJECTED, by="gate", reason="failed the evaluation gate")
+    reg.set_approval(GROUP, "1.0.0", APPROVED, by="alice", reason="looks good, ship it (ticket #42)")
+    with pytest.raises(ApprovalConflictError, match=r"already Approved \(by alice"):
+        reg.set_approval(GROUP, "1.0.0", REJECTED, by="bob", reason="too late")
+    override = reg.set_approval(GROUP, "1.0.1", APPROVED, by="carol", reason="label noise in f1", override=True)
+    assert override.approval["override"] is True and override.approval["reason"] == "label noise in f1"
+    reg.promote(GROUP, "1.0.0", deployment={"endpoint": "demo-ep", "by": "gitlab:ci"})
+    # A registry with nothing but AWS behind it, as after rebuilding the MWAA environment.
+    log = registry().audit_log(GROUP)
+    assert [(e["kind"], e["version"], e["by"]) for e in log] == [
+        ("gate_failed", "1.0.1", "gate"), ("approved", "1.0.0", "alice"), ("override", "1.0.1", "carol"),
+        ("promoted", "1.0.0", "gitlab:ci")]
+    assert log[1]["reason"] == "looks good, ship it (ticket #42)" and all(e["at"] for e in log)
+    listed = aws.client("s3").list_objects_v2(Bucket=ARTIFACTS_BUCKET, Prefix=f"demo/bc/registry/{GROUP}/audit/")
+    assert listed["KeyCount"] == 4
+
+
+def test_a_first_registration_does_not_orphan_the_models_old_group(aws: Aws) -> None:
+    old = "demo-breast-cancer-sagemaker"
+    prefix = "mlops__demo__breast-cancer-sagemaker__"
+    registry().register(old, "1.0", idempotency_key=f"{prefix}train/run-0", artifact_uri=f"{ARTIFACTS}/m.tar.gz",
+                        metrics={}, gate={"passed": True}, lineage={"image": IMAGE})
+    renamed = SageMakerModelRegistry(region_name="us-east-1", artifacts_uri=ARTIFACTS, legacy_group=old,
+                                     owner_dag_prefix=prefix)
+    with pytest.raises(ConfigError, match="set registry.model_package_group: demo-breast-cancer-sagemaker"):
+        register(renamed, "run-1")
+    other = SageMakerModelRegistry(region_name="us-east-1", artifacts_uri=ARTIFACTS, legacy_group=old,
+                                   owner_dag_prefix="mlops__demo-breast__cancer-sagemaker__")
+    assert register(other, "run-1").semver == "1.0.0"  # the old group holds none of this model's versions
 
 
 def test_failed_gate_registers_as_rejected(aws: Aws) -> None:

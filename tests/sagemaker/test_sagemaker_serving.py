@@ -23,7 +23,7 @@ from airflow_provider_mlops.exceptions import DeploymentError
 from airflow_provider_mlops.registry.base import APPROVED, ModelVersion
 from airflow_provider_mlops.serving.sagemaker import SageMakerServing, deployment_config
 
-ENDPOINT = "demo-breast-cancer-sm"
+ENDPOINT = "demo--breast-cancer-sagemaker"
 
 
 def serving() -> SageMakerServing:
@@ -53,7 +53,7 @@ def test_first_deploy_creates_the_endpoint_on_a_new_config(aws: Aws) -> None:
     assert model["ExecutionRoleArn"] == ROLE
     tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]}
     assert tags["mlops:semver"] == "1.0.0" and tags["mlops:endpoint"] == ENDPOINT
-    assert "#/endpoints/demo-breast-cancer-sm" in result["links"]["console"]
+    assert "#/endpoints/demo--breast-cancer-sagemaker" in result["links"]["console"]
     status, _, body = serving().invoke(result, b'{"instances": [[1.0]]}', "application/json")
     assert status == 200 and body
     # The same version again changes nothing.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -65,12 +66,13 @@ def _registry(config: Path) -> Any:
     return runtime.registry_for(runtime.config_at(str(config)))
 
 
-def _answer_when_waiting(client: Any, dag: str, version: str, command: str, errors: list[BaseException]) -> None:
+def _answer_when_waiting(client: Any, dag: str, version: str, command: str, errors: list[BaseException],
+                         *options: str) -> None:
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if client.pending_approvals(dag):
-                assert cli.main([command, "demo/breast-cancer", version, "--config", str(BC)]) == 0
+                assert cli.main([command, "demo/breast-cancer", version, "--config", str(BC), *options]) == 0
                 return
             time.sleep(0.3)
         raise TimeoutError("no approval request appeared")
@@ -84,7 +86,7 @@ def test_train_deploy_with_manual_approval_and_a_gated_second_model(
     registry = _registry(BC)
     run, states = _run(_dag(dag_id("demo", "breast-cancer", "train")), {"requested_by": "test", "commit": "abcdef1234"})
     assert str(run.state) == "success", states
-    first = registry.get("demo-breast-cancer", "1.0.0")
+    first = registry.get("demo--breast-cancer", "1.0.0")
     assert first.status == PENDING
     assert first.gate["passed"] and first.gate["first_model"] and first.gate["champion_version"] is None
     assert first.metrics["f1"] > 0.9 and first.metrics["confusion_matrix"]["matrix"]
@@ -109,7 +111,7 @@ def test_train_deploy_with_manual_approval_and_a_gated_second_model(
     assert {"resolve_version", "approve", "deploy", "smoke_test", "promote"} <= set(states)
     assert set(states.values()) == {"success"}, states
 
-    deployed = registry.get("demo-breast-cancer", "1.0.0")
+    deployed = registry.get("demo--breast-cancer", "1.0.0")
     assert deployed.status == APPROVED and deployed.stage == "production"
     assert deployed.approval["by"] == "alice" and deployed.approval["at"]
     payload = (BC.parent / "smoke_payload.json").read_bytes()
@@ -122,11 +124,22 @@ def test_train_deploy_with_manual_approval_and_a_gated_second_model(
     run, states = _run(_dag(dag_id("demo", "breast-cancer", "train")), {"hyperparameters": {"C": 0.05}})
     assert str(run.state) == "success", states
     assert states["gate_passed"] == "skipped" and states["register"] == states["notify"] == "success", states
-    second = registry.get("demo-breast-cancer", "1.0.1")
+    second = registry.get("demo--breast-cancer", "1.0.1")
     assert second.gate["champion_version"] == "1.0.0" and not second.gate["first_model"]
     assert not second.gate["passed"] and second.status == REJECTED and second.approval["by"] == "gate"
     f1 = next(r for r in second.gate["rows"] if r["metric"] == "f1")
     assert f1["champion"] == pytest.approx(first.metrics["f1"]) and f1["delta"] < -0.01 and not f1["passed"]
+
+    # Issue 12: the gate-failed version can't be approved without an override (none is configured),
+    # and a status flipped in the registry behind the rules' back does not get it deployed.
+    monkeypatch.delenv("MLOPS_AIRFLOW_API_URL")
+    assert cli.main(["approve", "demo/breast-cancer", "1.0.1", "--config", str(BC), "--by", "nobody-checked"]) == 1
+    assert registry.get("demo--breast-cancer", "1.0.1").status == REJECTED
+    with sqlite3.connect(mlops_home / "registry.db") as conn:
+        conn.execute("UPDATE model_versions SET status = 'Approved' WHERE grp = 'demo--breast-cancer' AND patch = 1")
+    run, states = _run(deploy, {"model_version": "1.0.1"})
+    assert states["resolve_version"] == "failed" and states["deploy"] != "success", states
+    assert registry.production("demo--breast-cancer").semver == "1.0.0"
 
 
 def test_reject_in_airflow_ends_the_run_cleanly_and_is_recorded(
@@ -140,15 +153,18 @@ def test_reject_in_airflow_ends_the_run_cleanly_and_is_recorded(
                            ("MLOPS_AIRFLOW_PASSWORD", server.password)):
             monkeypatch.setenv(key, value)
         errors: list[BaseException] = []
-        thread = threading.Thread(target=_answer_when_waiting, args=(server.client(), deploy.dag_id, "1.0.0", "reject", errors))
+        thread = threading.Thread(target=_answer_when_waiting, args=(server.client(), deploy.dag_id, "1.0.0", "reject", errors,
+                                                                     "--reason", "drift in proline feature"))
         thread.start()
         run, states = _run(deploy, {})  # no version given: the newest awaiting approval
         thread.join(timeout=30)
     assert not errors, errors
     assert str(run.state) == "success"
     assert states["approve"] == "success" and states["deploy"] == states["promote"] == "skipped"
-    version = _registry(BC).get("demo-breast-cancer", "1.0.0")
+    version = _registry(BC).get("demo--breast-cancer", "1.0.0")
     assert version.status == REJECTED and version.approval["by"] == "bob" and version.stage is None
+    # The reason given travels through the HITL form's field and is recorded as given (issue 12).
+    assert version.approval["reason"] == "drift in proline feature"
     # A rejected version can't be deployed later, and no retry is spent on it.
     run, states = _run(deploy, {"model_version": "1.0.0"})
     assert states["resolve_version"] == "failed" and _tries(run, "resolve_version") == 1
@@ -161,12 +177,12 @@ def test_ci_release_conf_trains_and_deploys_with_auto_approval_and_bad_conf_is_r
     train = _dag(dag_id("demo", "diabetes", "train"))
     run, states = _run(train, release)
     assert str(run.state) == "success", states
-    trained = _registry(DIABETES).get("demo-diabetes", "0.3.0")
+    trained = _registry(DIABETES).get("demo--diabetes", "0.3.0")
     assert trained.lineage["image_version"] == "0.3.7" and trained.lineage["image"] == release["image"]
     run, states = _run(_dag(dag_id("demo", "diabetes", "deploy")), release)
     assert str(run.state) == "success", states
     assert run.get_task_instance("resolve_version").xcom_pull(task_ids="resolve_version")["semver"] == "0.3.0"
-    version = _registry(DIABETES).get("demo-diabetes", "0.3.0")
+    version = _registry(DIABETES).get("demo--diabetes", "0.3.0")
     assert version.approval["by"] == "auto" and version.stage == "production"
     status, _, body = invoke(version.deployment["url"], (DIABETES.parent / "smoke_payload.json").read_bytes())
     assert status == 200 and isinstance(json.loads(body)["predictions"][0], float)
@@ -176,7 +192,7 @@ def test_ci_release_conf_trains_and_deploys_with_auto_approval_and_bad_conf_is_r
     assert states["train"] == "failed" and _tries(run, "train") == 1
     run, states = _run(train, {"hyperparameter": {"alpha": 1}})
     assert states["train"] == "failed" and _tries(run, "train") == 1
-    assert len(_registry(DIABETES).list_versions("demo-diabetes")) == 1
+    assert len(_registry(DIABETES).list_versions("demo--diabetes")) == 1
 
 
 def test_retrain_decides_from_the_registry_and_data_freshness(airflow_db: Path, mlops_home: Path) -> None:
@@ -185,11 +201,11 @@ def test_retrain_decides_from_the_registry_and_data_freshness(airflow_db: Path, 
     # A model with no version is never trained by its retrain DAG: the first training is CI's.
     assert states["decide"] == "success" and states["trigger_train"] == "skipped" and states["skip_retrain"] == "success"
     registry = _registry(DIABETES)
-    assert registry.events("demo-diabetes", "retrain_decision")[-1]["reason"] == NO_VERSION_REASON
+    assert registry.events("demo--diabetes", "retrain_decision")[-1]["reason"] == NO_VERSION_REASON
     run, _ = _run(_dag(dag_id("demo", "diabetes", "train")), {})
     run, states = _run(retrain, {})
     assert states["trigger_train"] == "skipped" and states["skip_retrain"] == "success"
-    decision = registry.events("demo-diabetes", "retrain_decision")[-1]
+    decision = registry.events("demo--diabetes", "retrain_decision")[-1]
     assert decision["retrain"] is False and "no newer data" in decision["reason"]
 
 

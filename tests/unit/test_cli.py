@@ -40,11 +40,11 @@ def test_schema_writes_json(tmp_path: Path) -> None:
 def test_approve_and_reject_record_in_the_registry(mlops_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     registry = LocalModelRegistry(mlops_home)
     for key in ("a", "b"):
-        registry.register("demo-breast-cancer", "1.0", idempotency_key=key, artifact_uri="/m", metrics={"f1": 0.95}, gate={"passed": True}, lineage={})
+        registry.register("demo--breast-cancer", "1.0", idempotency_key=key, artifact_uri="/m", metrics={"f1": 0.95}, gate={"passed": True}, lineage={})
     assert main(["approve", "demo/breast-cancer", "1.0.0", "--config", str(CONFIG), "--by", "carol"]) == 0
     assert main(["reject", "demo/breast-cancer", "1.0.1", "--config", str(CONFIG), "--by", "dan", "--reason", "bias"]) == 0
-    assert registry.get("demo-breast-cancer", "1.0.0").approval["by"] == "carol"
-    rejected = registry.get("demo-breast-cancer", "1.0.1")
+    assert registry.get("demo--breast-cancer", "1.0.0").approval["by"] == "carol"
+    rejected = registry.get("demo--breast-cancer", "1.0.1")
     assert rejected.status == "Rejected" and rejected.approval["reason"] == "bias"
     capsys.readouterr()
     assert main(["versions", "demo/breast-cancer", "--config", str(CONFIG)]) == 0
@@ -90,12 +90,19 @@ def test_validate_fails_on_a_file_the_config_names_that_is_not_there(tmp_path: P
     assert "ok:" not in captured.out and "0 valid, 1 error(s)" in captured.out
 
 
-def test_validate_publish_refuses_paths_outside_the_config_folder(capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_refuses_paths_outside_the_config_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "--publish", str(REPO / "examples" / "breast-cancer")]) == 0
-    assert main(["validate", "--publish", str(REPO / "examples" / "breast-cancer-sagemaker")]) == 1
-    err = capsys.readouterr().err
-    assert "field 'deployment.smoke_test.payload_file': is outside the model's folder" in err
-    assert "(got '../breast-cancer/smoke_payload.json')" in err
+    model = tmp_path / "breast-cancer"
+    shutil.copytree(REPO / "examples" / "breast-cancer", model, ignore=shutil.ignore_patterns("__pycache__"))
+    config = model / "mlops.yaml"
+    config.write_text(config.read_text().replace("payload_file: smoke_payload.json", "payload_file: ../shared/smoke_payload.json"))
+    (tmp_path / "shared").mkdir()
+    shutil.copy(REPO / "examples" / "breast-cancer" / "smoke_payload.json", tmp_path / "shared")
+    for argv in (["validate", str(model)], ["validate", "--publish", str(model)]):  # the worker reads it: never
+        capsys.readouterr()
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "field 'deployment.smoke_test.payload_file': '../shared/smoke_payload.json' is outside the model's folder" in err
 
 
 def test_publish_files_lists_and_copies_what_the_airflow_side_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

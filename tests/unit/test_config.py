@@ -206,7 +206,7 @@ def test_entrypoints_in_the_image_of_a_remote_backend_are_not_looked_for(tmp_pat
     # Kubernetes training, but a local endpoint: inference.py is read from source_dir on the worker.
     shutil.copy(REPO / "examples" / "breast-cancer-gpu" / "mlops.yaml", alone / "mlops.yaml")
     errors = reference_errors(load_config(alone / "mlops.yaml", root=alone))
-    assert [e.field for e in errors] == ["training.source_dir", "deployment.smoke_test.payload_file"]
+    assert [e.field for e in errors] == ["deployment.inference_entrypoint", "deployment.smoke_test.payload_file"]
 
 
 def test_a_command_entrypoint_is_not_a_file() -> None:
@@ -230,23 +230,29 @@ def test_the_local_backend_cannot_read_a_uri(tmp_path: Path) -> None:
     assert error.field == "training.channels.train" and "is a URI" in str(error)
 
 
-def test_publish_refuses_paths_that_leave_the_config_folder(tmp_path: Path) -> None:
+def test_paths_that_leave_the_config_folder_are_refused_and_publish_finds_links_out(tmp_path: Path) -> None:
     from airflow_provider_mlops.config.references import reference_errors
 
     folder = _example_copy(tmp_path)
     (tmp_path / "shared.json").write_text("{}")
     (folder / "outside.json").symlink_to(tmp_path / "shared.json")
     config = folder / "mlops.yaml"
-    _edit(config, "payload_file: smoke_payload.json", "payload_file: ../shared.json")
-    _edit(config, "train: data/train", f"train: {folder / 'data' / 'train'}")
+    # What the worker reads must be the model's own: refused when the config loads, publish or not.
+    for old, new, field, problem in (
+        ("payload_file: smoke_payload.json", "payload_file: ../shared.json", "deployment.smoke_test.payload_file",
+         "'../shared.json' is outside the model's folder"),
+        ("train: data/train", f"train: {folder / 'data' / 'train'}", "training.channels.train", "is an absolute path"),
+    ):
+        _edit(config, old, new)
+        with pytest.raises(ConfigError) as refused:
+            load_config(config)
+        assert refused.value.field == field and problem in str(refused.value)
+        _edit(config, new, old)
+    # A link out of the folder reads fine as written; publishing finds it.
+    _edit(config, "payload_file: smoke_payload.json", "payload_file: outside.json")
     loaded = load_config(config)
-    assert reference_errors(loaded) == []  # the worker can read both where they are
-    errors = reference_errors(loaded, publish=True)
-    assert [e.field for e in errors] == ["training.channels.train", "deployment.smoke_test.payload_file"]
-    assert all("outside the model's folder" in str(e) for e in errors)
-    _edit(config, "payload_file: ../shared.json", "payload_file: outside.json")
-    _edit(config, f"train: {folder / 'data' / 'train'}", "train: data/train")
-    [error] = reference_errors(load_config(config), publish=True)
+    assert reference_errors(loaded) == []
+    [error] = reference_errors(loaded, publish=True)
     assert "is a link to" in str(error) and error.field == "deployment.smoke_test.payload_file"
 
 
@@ -270,11 +276,10 @@ def test_a_remote_backend_publishes_only_the_payload(tmp_path: Path) -> None:
 
     folder = tmp_path / "sm"
     folder.mkdir()
-    text = (REPO / "examples" / "breast-cancer-sagemaker" / "mlops.yaml").read_text()
-    (folder / "mlops.yaml").write_text(text.replace("../breast-cancer/smoke_payload.json", "payload.json"))
-    (folder / "payload.json").write_text("{}")
+    shutil.copy(REPO / "examples" / "breast-cancer-sagemaker" / "mlops.yaml", folder / "mlops.yaml")
+    (folder / "smoke_payload.json").write_text("{}")
     (folder / "train.py").write_text("# in the image, not published\n")
-    assert [f.relative for f in files_to_publish(load_config(folder / "mlops.yaml", root=folder))] == ["payload.json"]
+    assert [f.relative for f in files_to_publish(load_config(folder / "mlops.yaml", root=folder))] == ["smoke_payload.json"]
 
 
 def test_files_to_publish_are_bounded(tmp_path: Path) -> None:

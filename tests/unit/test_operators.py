@@ -183,7 +183,7 @@ def _registered(passed: bool) -> dict[str, Any]:
     rows = [{"metric": "f1", "candidate": 0.8123, "passed": passed,
              "checks": [{"rule": ">= 0.9", "passed": passed}, {"rule": "delta >= -0.01", "passed": True}]},
             {"metric": "accuracy", "candidate": 0.95, "passed": True, "checks": [{"rule": ">= 0.8", "passed": True}]}]
-    return {"group": "demo-breast-cancer", "semver": "1.0.1", "status": "PendingManualApproval" if passed else "Rejected",
+    return {"group": "demo--breast-cancer", "semver": "1.0.1", "status": "PendingManualApproval" if passed else "Rejected",
             "gate": {"passed": passed, "rows": rows}}
 
 
@@ -198,6 +198,6 @@ def test_gate_passed_is_skipped_with_the_failed_rules_when_the_gate_failed() -> 
     with pytest.raises(AirflowSkipException) as skipped:
         MlopsGatePassedOperator(task_id="gate_passed", config_path=CONFIG).execute({"ti": ti})
     assert str(skipped.value) == (
-        "demo-breast-cancer 1.0.1 failed the evaluation gate: f1 0.8123 (>= 0.9). "
+        "demo--breast-cancer 1.0.1 failed the evaluation gate: f1 0.8123 (>= 0.9). "
         "It is registered as Rejected and won't be deployed"
     )

@@ -65,10 +65,12 @@ def test_approval_and_promotion_are_recorded(tmp_path: Path) -> None:
     registry.promote(GROUP, v1.semver, deployment={"endpoint": "e"})
     assert registry.production(GROUP).semver == "1.0.1"
     assert registry.get(GROUP, "1.0.0").stage == "archived"
-    rejected = registry.set_approval(GROUP, "1.0.1", REJECTED, by="carol", reason="drift")
+    v2 = registry.register(GROUP, "1.0", idempotency_key="c", **kwargs)
+    rejected = registry.set_approval(GROUP, v2.semver, REJECTED, by="carol", reason="drift")
     assert rejected.status == REJECTED
-    kinds = [e["kind"] for e in registry.events(GROUP)]
-    assert kinds.count("registered") == 2 and kinds.count("promoted") == 2 and "approval" in kinds
+    kinds = [e["kind"] for e in registry.audit_log(GROUP)]
+    assert kinds.count("registered") == 3 and kinds.count("promoted") == 2
+    assert kinds.count("approved") == 2 and kinds.count("rejected") == 1
 
 
 def test_unknown_version_error_says_how_to_list(tmp_path: Path) -> None:

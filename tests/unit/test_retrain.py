@@ -68,7 +68,7 @@ def model(tmp_path: Path, mlops_home: Path) -> Path:
 def _register(model: Path, **lineage: Any) -> None:
     """A registered version, then training data newer than it (so the decision is to retrain)."""
     registry = runtime.registry_for(runtime.config_at(str(model / "mlops.yaml")))
-    registry.register("demo-diabetes", "0.3", idempotency_key=f"k{time.monotonic_ns()}", artifact_uri="x",
+    registry.register("demo--diabetes", "0.3", idempotency_key=f"k{time.monotonic_ns()}", artifact_uri="x",
                       metrics={}, gate={"passed": True}, lineage=lineage, status=PENDING)
     future = time.time() + 60
     for file in (model / "data").rglob("*"):

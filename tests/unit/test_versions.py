@@ -127,7 +127,7 @@ def test_several_trainings_of_a_release_deploy_the_newest_passing_one(mlops_home
     _train("3", _release(9), BAD)
     assert _resolve(_release(9))["semver"] == "0.3.1"
     registry = runtime.registry_for(runtime.config_at(DIABETES))
-    registry.set_approval("demo-diabetes", "0.3.1", REJECTED, by="bob", reason="drift")
+    registry.set_approval("demo--diabetes", "0.3.1", REJECTED, by="bob", reason="drift")
     assert _resolve(_release(9))["semver"] == "0.3.0"
 
 
