@@ -29,6 +29,7 @@ class AirflowPage:
     page: Any
     base_url: str
     shots: Path
+    after_text: str = ""  # the page after the last click, toasts included
 
     def shot(self, name: str) -> Path:
         path = self.shots / f"{name}.png"
@@ -52,16 +53,34 @@ class AirflowPage:
         self.shot(f"triggered-{dag_id}")
         return unquote(self.page.url.split("/runs/", 1)[1].split("/", 1)[0].split("?", 1)[0])
 
-    def approve(self, dag_id: str, run_id: str, *, expect: str, task_id: str = "approve") -> str:
-        """Open the run's Required Action, check it names ``expect``, click Approve; returns the page text."""
+    def open_required_action(self, dag_id: str, run_id: str, task_id: str = "approve") -> str:
+        """The run's Required Action page; returns its text once the form is there."""
         self.page.goto(f"{self.base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task_id}/required_actions")
-        self.page.get_by_role("button", name="Approve").wait_for(timeout=30_000)
-        text = self.page.inner_text("body")
-        self.shot(f"required-action-{dag_id}")
+        self.page.get_by_text("Gate:").first.wait_for(timeout=30_000)
+        self.page.wait_for_timeout(500)
+        return str(self.page.inner_text("body"))
+
+    def approve(self, dag_id: str, run_id: str, *, expect: str, reason: str | None = None,
+                task_id: str = "approve", shot: str = "") -> str:
+        """
+        Open the run's Required Action, check it names ``expect``, type ``reason`` in the form's
+        Reason field, click Approve; returns the page text. Whether the answer was accepted is for
+        the caller to check (the task's state, the registry).
+        """
+        text = self.open_required_action(dag_id, run_id, task_id)
+        self.shot(f"required-action{shot}")
         assert expect in text, text[:3000]
-        self.page.get_by_role("button", name="Approve").click()
-        self.page.wait_for_timeout(1000)
-        self.shot(f"approved-{dag_id}")
+        if reason is not None:
+            # The form's field: the input in the row labelled "Reason" (Airflow's form ties no <label> to it).
+            label = self.page.get_by_text("Reason", exact=True)
+            label.locator("xpath=ancestor::*[.//input or .//textarea][1]").locator("input, textarea").first.fill(reason)
+        button = self.page.get_by_role("button", name="Approve")
+        button.wait_for(timeout=30_000)
+        if button.is_enabled():
+            button.click()
+        self.page.wait_for_timeout(1500)
+        self.after_text = str(self.page.inner_text("body"))
+        self.shot(f"after-approve{shot}")
         return text
 
 

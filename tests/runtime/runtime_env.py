@@ -53,7 +53,7 @@ BUCKET = "mlops-runtime-dags"
 CONFIGS_PREFIX = "dags/mlops"
 UPSTREAM_PROJECT_ID, UPSTREAM_PATH, JOB_TOKEN = "314", "ml/breast-cancer", "runtime-job-token"
 TERMINAL = ("success", "failed")
-ADMIN, APPROVER = "admin", "alice"
+ADMIN, APPROVER, OUTSIDER = "admin", "alice", "carol"  # deployment.approvers: [alice]
 
 #: step name -> seconds, printed at the end of the session (conftest's terminal summary).
 TIMINGS: dict[str, float] = {}
@@ -289,7 +289,7 @@ def start_world(root: Path) -> Iterator[World]:
             config_paths=[published],
             mlops_home=root / "mlops",
             database_url=cluster.url,
-            users={ADMIN: "admin", APPROVER: "admin"},
+            users={ADMIN: "admin", APPROVER: "admin", OUTSIDER: "admin"},
             parallelism=4,
             extra_env={
                 **aws_env(moto_url),

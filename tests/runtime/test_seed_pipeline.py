@@ -16,13 +16,26 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from browser import ui
-from runtime_env import APPROVER, GROUP, World, invoke, read_dotenv, timed
+from runtime_env import (
+    APPROVER,
+    GROUP,
+    MODEL,
+    OUTSIDER,
+    PROJECT,
+    AirflowApiError,
+    World,
+    invoke,
+    read_dotenv,
+    timed,
+)
 
 pytestmark = pytest.mark.runtime
 
@@ -35,8 +48,13 @@ def _first_pipeline(world: World) -> tuple[Path, dict[str, str]]:
     return STATE["first"]
 
 
+def only_alice_approves(repo: Path) -> None:
+    config = repo / "mlops.yaml"
+    config.write_text(config.read_text().replace("  approval: manual\n", f"  approval: manual\n  approvers: [{APPROVER}]\n"))
+
+
 def test_ci_publishes_and_triggers_one_training_and_the_schedule_trains_nothing(world: World) -> None:
-    repo = world.model_repo("first")
+    repo = world.model_repo("first", only_alice_approves)
     with timed("CI: prepare, package, publish (job scripts)"):
         workdir, env = world.run_model_pipeline(repo, iid=7)
     STATE["first"] = (workdir, env)
@@ -94,14 +112,27 @@ def test_the_ci_deploy_job_parks_the_deploy_run_for_approval(world: World) -> No
     assert resolved["state"] == "success"
 
 
-def test_a_person_approves_in_the_airflow_ui(world: World, tmp_path: Path) -> None:
+def test_only_an_allowed_approver_can_approve_in_the_airflow_ui(world: World, tmp_path: Path) -> None:
     run_id = STATE.get("deploy_run") or pytest.fail("no deploy run waits (see the test before)")
-    with timed("browser: log in, open Required Actions, approve"), \
-            ui(world.airflow.base_url, world.airflow.passwords[APPROVER], tmp_path / "screenshots", user=APPROVER) as page:
-        shown = page.approve(world.dag_id("deploy"), run_id, expect="1.0.0")
+    dag = world.dag_id("deploy")
+    with timed("browser: carol (not an approver) tries to approve"), \
+            ui(world.airflow.base_url, world.airflow.passwords[OUTSIDER], tmp_path / "outsider", user=OUTSIDER) as page:
+        page.approve(dag, run_id, expect="1.0.0", reason="looks fine to me", shot="-carol")
+        assert "Access Denied" in page.after_text, page.after_text[-1500:]
+    time.sleep(3)
+    assert world.task_instances("deploy", run_id)["approve"]["state"] == "awaiting_input", "carol's answer was refused"
+    assert world.registry().get(GROUP, "1.0.0").approval.get("by") != OUTSIDER
+    with pytest.raises(AirflowApiError) as refused:  # the API refuses her too, whatever the UI shows
+        world.api(OUTSIDER).respond(dag, run_id, "approve", "Approve")
+    assert refused.value.status == 403, refused.value
+
+    reason = "gate table reviewed: f1 0.99, first model"
+    with timed("browser: alice logs in, reads the Required Action, approves with a reason"), \
+            ui(world.airflow.base_url, world.airflow.passwords[APPROVER], tmp_path / "approver", user=APPROVER) as page:
+        shown = page.approve(dag, run_id, expect="1.0.0", reason=reason)
     assert GROUP in shown and "Gate: PASSED" in shown, shown[:2000]
     assert "f1" in shown and "0.98" in shown, "the gate table is shown to the approver"
-    assert "1.0.7" in shown or STATE["first"][1]["MLOPS_IMAGE"].split("@")[0] in shown, "the release is named"
+    STATE["reason"] = reason
 
 
 def test_the_approved_version_serves_the_smoke_payload_and_is_in_production(world: World) -> None:
@@ -111,7 +142,16 @@ def test_the_approved_version_serves_the_smoke_payload_and_is_in_production(worl
     assert run["state"] == "success", world.ti_states("deploy", run_id)
     version = world.registry().get(GROUP, "1.0.0")
     assert version.stage == "production"
-    assert version.approval["by"] == APPROVER
+    assert (version.approval["by"], version.approval["reason"]) == (APPROVER, STATE["reason"])
+    audit = subprocess.run(
+        [str(Path(sys.executable).with_name("mlops")), "audit", f"{PROJECT}/{MODEL}", "--json", "--config", world.config_file()],
+        env={**os.environ, "MLOPS_HOME": str(world.airflow.mlops_home)}, capture_output=True, text=True, timeout=60,
+    )
+    assert audit.returncode == 0, audit.stderr
+    events = json.loads(audit.stdout)
+    approved = [e for e in events if e.get("kind") == "approved"]
+    assert approved and approved[-1]["by"] == APPROVER and approved[-1]["reason"] == STATE["reason"], events
+    assert {"deployed", "promoted"} <= {e.get("kind") for e in events}, events
     endpoint = json.loads((world.airflow.mlops_home / "endpoints" / GROUP / "router.json").read_text())
     payload = (world.published / "demo" / "breast-cancer" / "smoke_payload.json").read_bytes()
     status, body = invoke(f"http://127.0.0.1:{endpoint['port']}", payload)
