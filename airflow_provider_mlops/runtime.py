@@ -165,20 +165,25 @@ class _Conf(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TrainRunConf(_Conf):
-    """The DAG run conf a train (or retrain-triggered) run accepts; the Lambda event's fields."""
+class _ReleaseConf(_Conf):
+    """What every run conf may carry: the release (the trigger Lambda's event fields, docs/versions.md)."""
 
     version: Annotated[str, Field(pattern=SEMVER_RE.pattern)] | None = None
     image: Annotated[str, Field(max_length=512)] | None = None
     commit: Annotated[str, Field(pattern=r"^[0-9a-f]{7,40}$")] | None = None
     requested_by: Annotated[str, Field(max_length=128)] | None = None
-    hyperparameters: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")], str | int | float | bool] | None = None
     action: str | None = None
     project: str | None = None
     model: str | None = None
 
 
-class DeployRunConf(_Conf):
+class TrainRunConf(_ReleaseConf):
+    """The DAG run conf a train (or retrain-triggered) run accepts; the Lambda event's fields."""
+
+    hyperparameters: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")], str | int | float | bool] | None = None
+
+
+class DeployRunConf(_ReleaseConf):
     """
     The DAG run conf a deploy run accepts (docs/versions.md).
 
@@ -188,25 +193,10 @@ class DeployRunConf(_Conf):
     """
 
     model_version: Annotated[str, Field(pattern=SEMVER_RE.pattern)] | None = None
-    version: Annotated[str, Field(pattern=SEMVER_RE.pattern)] | None = None
-    image: Annotated[str, Field(max_length=512)] | None = None
-    commit: Annotated[str, Field(pattern=r"^[0-9a-f]{7,40}$")] | None = None
-    requested_by: Annotated[str, Field(max_length=128)] | None = None
-    action: str | None = None
-    project: str | None = None
-    model: str | None = None
 
 
-class RetrainRunConf(_Conf):
+class RetrainRunConf(_ReleaseConf):
     """The DAG run conf a retrain run accepts: CI's retrain job sends the last release."""
-
-    version: Annotated[str, Field(pattern=SEMVER_RE.pattern)] | None = None
-    image: Annotated[str, Field(max_length=512)] | None = None
-    commit: Annotated[str, Field(pattern=r"^[0-9a-f]{7,40}$")] | None = None
-    requested_by: Annotated[str, Field(max_length=128)] | None = None
-    action: str | None = None
-    project: str | None = None
-    model: str | None = None
 
 
 def parse_conf(model: type[_Conf], conf: dict[str, Any] | None, dag_id: str, loaded: LoadedConfig) -> Any:
