@@ -281,10 +281,17 @@ def test_ecr_repositories_are_immutable_scanned_encrypted_and_lifecycled() -> No
     assert "untagged" in policy and "imageCountMoreThan" in policy
 
 
-def test_trigger_lambda_role_may_only_invoke_this_environments_rest_api_and_log() -> None:
+def test_trigger_lambda_role_may_only_invoke_this_environments_rest_api_log_and_read_its_task_logs() -> None:
     document = data_source("lambda_trigger", "aws_iam_policy_document", "permissions")
     granted = [(actions(s), resources_of(s)) for s in statements(document)]
-    assert len(granted) == 2
+    assert len(granted) == 3
+
+    # The status query's log tails: this environment's task log group only, read-only.
+    reads = [r for a, r in granted if a == ["logs:GetLogEvents"]]
+    assert reads == [[
+        "arn:${var.partition}:logs:${var.region}:${var.account_id}:log-group:"
+        "airflow-${var.mwaa_environment_name}-Task:log-stream:*"
+    ]]
 
     invoke = [r for a, r in granted if a == ["airflow:InvokeRestApi"]]
     assert invoke == [["local.invoke_rest_api_arn"]]
@@ -293,7 +300,7 @@ def test_trigger_lambda_role_may_only_invoke_this_environments_rest_api_and_log(
         r":airflow:\$\{var\.region\}:\$\{var\.account_id\}:role/\$\{var\.mwaa_environment_name\}/", local_arn
     )
 
-    logs = [(a, r) for a, r in granted if a != ["airflow:InvokeRestApi"]]
+    logs = [(a, r) for a, r in granted if a not in (["airflow:InvokeRestApi"], ["logs:GetLogEvents"])]
     assert logs and all(action.startswith("logs:") for action in logs[0][0])
     assert logs[0][1] == ["${aws_cloudwatch_log_group.this.arn}:*"]
 
@@ -309,7 +316,9 @@ def test_trigger_lambda_runs_the_handler_with_the_contracted_environment() -> No
     assert unquote(env["MLOPS_TRIGGER_TARGET"]) == "mwaa"
     assert unquote(env["MLOPS_MWAA_ENVIRONMENT"]) == "var.mwaa_environment_name"
     assert unquote(env["MLOPS_ECR_REGISTRY"]) == "var.ecr_registry"
+    assert unquote(env["MLOPS_AIRFLOW_UI_URL"]) == "var.airflow_ui_url"
     assert set(env) - META_KEYS == {
+        "MLOPS_AIRFLOW_UI_URL",
         "MLOPS_TRIGGER_TARGET",
         "MLOPS_MWAA_ENVIRONMENT",
         "MLOPS_ECR_REGISTRY",
