@@ -215,6 +215,35 @@ def test_a_release_that_failed_its_gate_is_refused_by_the_ci_deploy_job(world: W
     assert world.registry().production(GROUP).semver == "1.0.0"
 
 
+def test_an_unanswered_approval_expires_as_rejected_and_is_notified(world: World) -> None:
+    def expire_fast(repo: Path) -> None:
+        only_alice_approves(repo)
+        config = repo / "mlops.yaml"
+        config.write_text(config.read_text().replace("  approval: manual\n", "  approval: manual\n  approval_timeout: 20s\n"))
+
+    repo = world.model_repo("expiring", expire_fast)
+    with timed("CI pipeline 10 (approval_timeout 20s): publish, train"):
+        workdir, env = world.run_model_pipeline(repo, iid=10)
+        world.ci_job("trigger.sh", "train", "train.env", workdir=workdir, env=env)
+        train_run = read_dotenv(workdir / "train.env")["MLOPS_DAG_RUN_ID"]
+        assert world.wait_run("train", train_run, timeout=300)["state"] == "success"
+    before = len(world.slack.requests)
+    env.update(MLOPS_TRIGGER_WAIT_FOR_RESULT="true", MLOPS_TRIGGER_POLL_SECONDS="2")
+    with timed("deploy run: nobody answers, the request expires (20 s)"):
+        waiting = world.ci_job("trigger.sh", "deploy", "deploy.env", workdir=workdir, env=env)
+        assert "waiting for approval" in waiting.output, waiting.output[-2000:]
+        deploy_run = read_dotenv(workdir / "deploy.env")["MLOPS_DAG_RUN_ID"]
+        world.wait_run("deploy", deploy_run, timeout=180)
+    states = world.ti_states("deploy", deploy_run)
+    assert states["deploy"] == "skipped", states
+    [version] = [v for v in world.registry().list_versions(GROUP) if v.lineage.get("image_version") == "1.0.10"]
+    assert version.status == "Rejected", version
+    assert (version.approval["by"], version.approval["reason"]) == ("airflow", "expired"), version.approval
+    notified = [r.body for r in world.slack.requests[before:]]
+    assert any(b"expired" in body for body in notified), notified
+    assert world.registry().production(GROUP).semver == "1.0.0"
+
+
 def test_a_failing_training_reaches_slack_and_fails_the_ci_job_with_the_run_link(world: World) -> None:
     def crash(repo: Path) -> None:
         (repo / "train.py").write_text("raise SystemExit('the training code has a bug')\n")
