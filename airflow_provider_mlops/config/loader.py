@@ -33,6 +33,11 @@ DEFAULTS_FILENAME = "mlops-defaults.yaml"
 CONFIG_PATH_ENV = "MLOPS_CONFIG_PATH"
 #: The top-level key only the organisation-level defaults file may set.
 ORGANISATION_KEY = "organisation"
+#: A real mlops.yaml is a few KB and a few levels deep; anything far past these is not one, and
+#: unbounded nesting would overflow a recursive YAML composer (RecursionError, or a SIGSEGV in
+#: libyaml's) and take every model's DAGs down with it.
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_NESTING = 32
 
 _BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -97,11 +102,47 @@ class DefaultsCache:
         return self.sources[path]
 
 
+def check_bounds(text: str, path: Path) -> None:
+    """
+    Refuse a file over :data:`MAX_CONFIG_BYTES` or nested deeper than :data:`MAX_NESTING`, before
+    anything builds a tree from it: YAML's event stream is read by a state machine, not by
+    recursion, so any depth is counted safely. Syntax errors are left to the real load, which
+    reports them with their line.
+    """
+    size = len(text.encode("utf-8"))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"the file is {size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes",
+            path=str(path), fix="keep data and code out of mlops.yaml: reference files (channels, entrypoints) instead",
+        )
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise ConfigError(
+                        f"the YAML is nested more than {MAX_NESTING} levels deep here; mlops.yaml needs a handful",
+                        path=str(path), line=event.start_mark.line + 1 if event.start_mark else None,
+                        fix="flatten the structure at that line (a mapping or list inside another is a level)",
+                    )
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return
+
+
 def _read(path: Path) -> _Source:
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"the file is {path.stat().st_size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes",
+                path=str(path), fix="keep data and code out of mlops.yaml: reference files (channels, entrypoints) instead",
+            )
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the file ({exc})", path=str(path), fix="check the file exists and is UTF-8") from None
+    check_bounds(text, path)
     try:
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as exc:
