@@ -69,6 +69,25 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+#: Written beside registry.db when it is created: a missing or empty database then means data loss.
+MARKER = "registry.json"
+_RESTORE = "restore registry.db from a backup (sqlite3 registry.db '.backup FILE' makes one while it is in use)"
+
+
+def _explain(path: Path, exc: sqlite3.Error) -> str:
+    """One line for a SQLite fault: the file, what went wrong, and what to do."""
+    text = str(exc)
+    if "unable to open" in text or "readonly" in text or "read-only" in text:
+        fix = f"check that {path.parent} exists and is writable by this user (or set MLOPS_HOME)"
+    elif "disk I/O" in text or "full" in text:
+        fix = f"free space on the disk that holds {path.parent}, then retry"
+    elif "not a database" in text or "malformed" in text:
+        fix = _RESTORE
+    else:
+        fix = "retry; if it persists, check the file and its folder"
+    return f"the local registry {path} failed: {text}; {fix}"
+
+
 def utcnow_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -82,18 +101,57 @@ class LocalModelRegistry:
 
     def __init__(self, home: str | Path) -> None:
         self.home = Path(home)
-        self.home.mkdir(parents=True, exist_ok=True)
         self.path = self.home / "registry.db"
+        self.marker = self.home / MARKER
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RegistryError(
+                f"cannot create the registry home {self.home}: {exc.strerror}; make it writable or set MLOPS_HOME"
+            ) from None
+        self._refuse_a_lost_registry()
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
+            if self.path.stat().st_size and (conn.execute("PRAGMA quick_check").fetchone() or ["?"])[0] != "ok":
+                raise RegistryError(f"{self.path} is damaged (PRAGMA quick_check failed); {_RESTORE}")
+        if not self.marker.exists():
+            try:  # exclusive: of processes opening a new home at once, one writes it, the rest find it
+                with open(self.marker, "x", encoding="utf-8") as out:
+                    json.dump({"created_at": utcnow_iso(), "database": self.path.name}, out)
+            except FileExistsError:
+                pass
+
+    def _refuse_a_lost_registry(self) -> None:
+        """
+        A home that held a registry (its marker file says so) but whose database is missing or
+        empty is an error, not a new registry: a new one would number versions from x.y.0 again
+        and lose the production model.
+        """
+        if not self.marker.exists():
+            return
+        state = "missing" if not self.path.exists() else "empty (0 bytes)" if self.path.stat().st_size == 0 else None
+        if state is not None:
+            raise RegistryError(
+                f"{self.path} is {state}, but {self.marker} says this home held a registry; refusing to start a "
+                f"new one, which would renumber versions. {_RESTORE}, or delete {self.marker} to start an empty "
+                "registry on purpose"
+            )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        """A connection; SQLite's faults become one :class:`RegistryError` naming the file and the fix."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise RegistryError(_explain(self.path, exc)) from None
         conn.row_factory = sqlite3.Row
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             yield conn
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise RegistryError(_explain(self.path, exc)) from exc
         finally:
             conn.close()
 
