@@ -7,8 +7,14 @@ container (``input/config/hyperparameters.json``, ``input/data/<channel>``, ``mo
 here, on SageMaker and on Kubernetes.
 
 The job runs under :mod:`airflow_provider_mlops.backends.local_runner`, a detached wrapper that
-records the exit status in ``status.json``. A retried task finds the folder and re-attaches:
-creating the folder is the lock, so two tries never start two processes.
+records the exit status in ``status.json``; the wrapper leads a process group of its own, and
+stopping the job, or finding the wrapper dead, ends the whole group.
+
+Attempts: a task's job name is fixed per DAG run and task. A retried task re-attaches to that
+job while it runs or once it completed; after it failed or was stopped the retry starts the next
+attempt, ``<name>-a2``, ``-a3``, ...: retries mean something, and a task never has two live jobs.
+A half-written folder (setup interrupted, unreadable state files) is closed as failed and the
+next attempt starts: never a dead end. Creating an attempt's folder is the lock.
 
 A job gets only what it declares, as on SageMaker and Kubernetes: ``PATH``, ``HOME``, the
 locale, the training-toolkit variables and ``training.environment``; never the worker's own
@@ -25,6 +31,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +54,26 @@ def command_for(entrypoint: str) -> list[str]:
     if parts and parts[0].endswith(".py"):
         return [sys.executable, *parts]
     return parts
+
+
+#: A task that failed this many attempts of its job stops trying: the cause is not passing.
+MAX_ATTEMPTS = 20
+
+
+def attempt_name(name: str, attempt: int) -> str:
+    """The job name of ``attempt`` (1-based): ``name``, then ``name-a2``, ``name-a3``, ..."""
+    return name if attempt == 1 else f"{name}-a{attempt}"
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    """A state file's JSON; ``None`` when missing, ``{"unreadable": ...}`` when torn or corrupt."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return {"unreadable": f"{path.name}: {exc}"}
+    return data if isinstance(data, dict) else {"unreadable": f"{path.name} is not a JSON object"}
 
 
 #: What a local job inherits from the worker: where programs are, the user's home, the locale.
@@ -119,39 +146,74 @@ class LocalComputeBackend:
         return self.jobs_dir / name
 
     def submit(self, spec: JobSpec) -> JobState:
-        run_dir = self.run_dir(spec.name)
+        """Start the job, or re-attach to its running or completed attempt; a failed one gets a successor."""
         self.jobs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         _owner_only(self.jobs_dir, 0o700)
-        try:
-            run_dir.mkdir(mode=0o700)
-        except FileExistsError:
-            return self._reattach(spec, run_dir)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            attempt_spec = replace(spec, name=attempt_name(spec.name, attempt))
+            run_dir = self.run_dir(attempt_spec.name)
+            try:
+                run_dir.mkdir(mode=0o700)
+            except FileExistsError:
+                state = self._existing_attempt(attempt_spec, run_dir)
+                if state is not None:
+                    return state
+                continue
+            return self._start(attempt_spec, run_dir)
+        raise BackendError(
+            f"local job {spec.name} failed {MAX_ATTEMPTS} attempts (folders {spec.name}, {spec.name}-a2, ... under "
+            f"{self.jobs_dir}); read their stdout.log, fix the cause, then remove them to start again"
+        )
+
+    def _start(self, spec: JobSpec, run_dir: Path) -> JobState:
         _owner_only(run_dir, 0o700)
-        self._lay_out(run_dir, spec)
-        write_json_atomic(run_dir / "spec.json", spec.to_dict())
-        log_path = run_dir / "stdout.log"
-        os.close(os.open(log_path, os.O_CREAT | os.O_WRONLY, 0o600))
         try:
+            self._lay_out(run_dir, spec)
+            write_json_atomic(run_dir / "spec.json", spec.to_dict())
+            log_path = run_dir / "stdout.log"
+            os.close(os.open(log_path, os.O_CREAT | os.O_WRONLY, 0o600))
             process = spawn_detached(
                 [sys.executable, "-m", "airflow_provider_mlops.backends.local_runner", str(run_dir)],
                 log_path=log_path,
                 cwd=spec.source_dir,
                 env=_runner_env(job_env(run_dir, spec)),
             )
-        except OSError as exc:
-            write_json_atomic(run_dir / "status.json", {"status": FAILED, "failure_reason": f"could not start: {exc}"})
-            raise BackendError(f"local job {spec.name} could not start: {exc}") from exc
+        except BaseException as exc:
+            # Close the attempt, so the next try starts a fresh one instead of finding a dead end.
+            with contextlib.suppress(OSError):
+                write_json_atomic(run_dir / "status.json", {"status": FAILED, "failure_reason": f"setup failed: {exc}"})
+            if isinstance(exc, OSError):
+                raise BackendError(f"local job {spec.name} could not start: {exc}") from exc
+            raise
         write_json_atomic(run_dir / "job.json", {"pid": process.pid})
         return self.poll(spec.name)
 
-    def _reattach(self, spec: JobSpec, run_dir: Path) -> JobState:
-        recorded = json.loads((run_dir / "spec.json").read_text()) if (run_dir / "spec.json").exists() else None
-        if recorded is not None and recorded != spec.to_dict():
+    def _existing_attempt(self, spec: JobSpec, run_dir: Path) -> JobState | None:
+        """The state to re-attach to, or ``None`` when this attempt is over without success (try the next)."""
+        status = _read_state(run_dir / "status.json") or {}
+        job = _read_state(run_dir / "job.json")
+        recorded = _read_state(run_dir / "spec.json")
+        if status.get("status") in (FAILED, STOPPED):
+            return None
+        broken = next((d["unreadable"] for d in (status, job or {}, recorded or {}) if "unreadable" in d), None)
+        if broken is None and (recorded is None or job is None) and status.get("status") != COMPLETED:
+            broken = "its setup never finished (no spec.json or job.json)"
+        if broken is not None:
+            self._close_attempt(spec.name, run_dir, job, f"half-written job folder: {broken}")
+            return None
+        if recorded != spec.to_dict():
             raise BackendError(
                 f"a local job named {spec.name} already exists in {run_dir} with a different spec; "
                 "job names are per DAG run and task, so clear that folder only if you mean to retrain"
             )
-        return self.poll(spec.name)
+        state = self.poll(spec.name)
+        return None if state.status in (FAILED, STOPPED) else state
+
+    def _close_attempt(self, name: str, run_dir: Path, job: dict[str, Any] | None, reason: str) -> None:
+        pid = (job or {}).get("pid")
+        if isinstance(pid, int):
+            _kill_group(pid)
+        write_json_atomic(run_dir / "status.json", {"status": FAILED, "failure_reason": reason})
 
     @staticmethod
     def _lay_out(run_dir: Path, spec: JobSpec) -> None:
@@ -179,24 +241,35 @@ class LocalComputeBackend:
     def poll(self, name: str) -> JobState:
         run_dir = self.run_dir(name)
         status_file = run_dir / "status.json"
-        status: dict[str, Any] = json.loads(status_file.read_text()) if status_file.exists() else {}
+        status = _read_state(status_file) or {}
         if status.get("status") in (COMPLETED, FAILED, STOPPED):
             return self._final_state(name, run_dir, status)
-        job = json.loads((run_dir / "job.json").read_text()) if (run_dir / "job.json").exists() else {}
-        pid = job.get("pid")
-        if pid is None and not (run_dir / "spec.json").exists():
+        if not run_dir.is_dir():
             raise BackendError(f"no local job named {name} under {self.jobs_dir}")
-        if pid is not None and not pid_alive(int(pid)):
+        job = _read_state(run_dir / "job.json")
+        broken = status.get("unreadable") or (job or {}).get("unreadable")
+        if broken:
+            self._close_attempt(name, run_dir, job, f"unreadable job state ({broken})")
+            return self.poll(name)
+        pid = (job or {}).get("pid")
+        if pid is None:
+            # submit() records the pid before anyone polls: without it, the setup never finished.
+            self._close_attempt(name, run_dir, job, "half-written job folder: its setup never finished")
+            return self.poll(name)
+        if not pid_alive(int(pid)):
             # Re-read: the runner may have written its status between the two reads.
-            if status_file.exists() and json.loads(status_file.read_text()).get("status") != IN_PROGRESS:
-                return self.poll(name)
+            current = _read_state(status_file) or {}
+            if current.get("status") in (COMPLETED, FAILED, STOPPED):
+                return self._final_state(name, run_dir, current)
+            # The wrapper is gone: end whatever it started (its process group), then record it.
+            _kill_group(int(pid))
             status = {"status": FAILED, "failure_reason": "the job's process died without recording an exit status"}
             write_json_atomic(status_file, status)
             return self._final_state(name, run_dir, status)
         return JobState(name=name, status=IN_PROGRESS, log_uri=str(run_dir / "stdout.log"))
 
     def _final_state(self, name: str, run_dir: Path, status: dict[str, Any]) -> JobState:
-        spec = json.loads((run_dir / "spec.json").read_text())
+        spec = _read_state(run_dir / "spec.json") or {}
         log_path = run_dir / "stdout.log"
         log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
         metrics = parse_metrics(log_text, spec.get("metric_definitions", []))
@@ -219,24 +292,30 @@ class LocalComputeBackend:
             status=status["status"],
             failure_reason=reason,
             metrics=metrics,
-            model_uri=str(run_dir / "model") if spec["kind"] == "training" else None,
+            model_uri=str(run_dir / "model") if spec.get("kind") == "training" else None,
             output_uri=str(run_dir / "output/data"),
             log_uri=str(log_path),
             details=details,
         )
 
     def stop(self, name: str) -> None:
+        """Stop the job's whole process group (the wrapper and what it started) and record it Stopped."""
         run_dir = self.run_dir(name)
-        job_file = run_dir / "job.json"
-        if not job_file.exists():
+        job = _read_state(run_dir / "job.json")
+        if not job or not isinstance(job.get("pid"), int):
             return
         state = self.poll(name)
         if state.terminal:
             return
-        pid = int(json.loads(job_file.read_text())["pid"])
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
         write_json_atomic(run_dir / "status.json", {"status": STOPPED, "failure_reason": "stopped on request"})
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(job["pid"]), signal.SIGTERM)
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL a job's process group: its wrapper led it, so the group outlives a dead wrapper."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _owner_only(path: Path, mode: int) -> None:

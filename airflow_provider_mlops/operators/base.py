@@ -155,8 +155,10 @@ class MlopsJobOperator(MlopsBaseOperator):
         self.job_name = job_name(ti.dag_id, ti.run_id, ti.task_id)
         spec = self.build_spec(context, self.job_name)
         state = self.backend.submit(spec)
+        # The backend may have started a later attempt (<name>-a2, ...) after a failed one: follow that.
+        self.job_name = state.name
         push_links(context, state.details.get("links"))
-        self.log.info("%s job %s on backend %s is %s; log: %s", self.step, spec.name, self.backend.name, state.status, state.log_uri)
+        self.log.info("%s job %s on backend %s is %s; log: %s", self.step, state.name, self.backend.name, state.status, state.log_uri)
         if not state.terminal:
             if self.deferrable:
                 from airflow_provider_mlops.triggers.job import JobCompletionTrigger
@@ -165,13 +167,13 @@ class MlopsJobOperator(MlopsBaseOperator):
                     trigger=JobCompletionTrigger(
                         backend=self.backend.name,
                         backend_kwargs=self.backend.serialize(),
-                        job_name=spec.name,
+                        job_name=state.name,
                         poll_interval=self._poll_interval,
                     ),
                     method_name="execute_complete",
                     timeout=timedelta(seconds=spec.resources.get("max_runtime_seconds", 86400) + 3600),
                 )
-            state = self._wait(spec.name, state)
+            state = self._wait(state.name, state)
         return self._complete(context, state)
 
     def _wait(self, name: str, state: JobState) -> JobState:
@@ -198,7 +200,7 @@ class MlopsJobOperator(MlopsBaseOperator):
         if state.status == STOPPED:
             raise BackendError(
                 f"{self.step} job {state.name} was stopped ({state.failure_reason or 'no reason given'}); "
-                "a stopped job never counts as success: clear the task to run it again"
+                "a stopped job never counts as success; the task's next try starts a new attempt"
             )
         if state.status != COMPLETED:
             raise BackendError(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import textwrap
 import time
 from pathlib import Path
 
@@ -14,33 +13,6 @@ import pytest
 from airflow_provider_mlops.backends.base import COMPLETED, FAILED, IN_PROGRESS, STOPPED, JobSpec
 from airflow_provider_mlops.backends.local import LocalComputeBackend
 from airflow_provider_mlops.exceptions import BackendError, MissingFileError
-
-SCRIPT = textwrap.dedent(
-    """
-    import json, os, sys, time
-    from pathlib import Path
-    hps = json.loads(Path(os.environ["SM_INPUT_CONFIG_DIR"], "hyperparameters.json").read_text())
-    Path(os.environ["COUNTER"]).open("a").write("started\\n")
-    rows = Path(os.environ["SM_CHANNEL_TRAIN"], "rows.txt").read_text().split()
-    Path(os.environ["SM_MODEL_DIR"], "model.txt").write_text(str(len(rows)))
-    Path(os.environ["SM_OUTPUT_DATA_DIR"], "metrics.json").write_text(json.dumps({"rows": len(rows)}))
-    print(f"loss={float(hps['lr']) * 2}")
-    print("args", sys.argv[1:])
-    if hps.get("fail"):
-        Path(os.environ["SM_OUTPUT_DIR"], "failure").write_text("boom: the data is bad")
-        sys.exit(3)
-    time.sleep(float(hps.get("sleep", 0)))
-    """
-)
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "train.py").write_text(SCRIPT)
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "rows.txt").write_text("a b c")
-    return tmp_path
 
 
 def _spec(ws: Path, name: str = "job-1", **hps: object) -> JobSpec:
