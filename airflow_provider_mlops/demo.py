@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_mlops.naming import model_group
+
 PROJECT, MODEL = "demo", "breast-cancer"
-GROUP = f"{PROJECT}-{MODEL}"
+GROUP = model_group(PROJECT, MODEL)  # the registry group and endpoint name
 
 
 def _say(text: str) -> None:
