@@ -11,10 +11,10 @@ from typing import Any
 
 from mlops_trigger.errors import ConfigurationError, EventError, TargetError
 from mlops_trigger.targets import (
-    MAX_TASK_INSTANCES,
     PAGE_SIZE,
     TaskInstance,
     TriggerResult,
+    collect_task_instances,
     dag_run_body,
     error_for_read,
     error_for_status,
@@ -90,22 +90,11 @@ class MwaaTarget:
         raise error_for_read(404, None, dag_id, run_id)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstance]:
-        items: list[Any] = []
-        while len(items) < MAX_TASK_INSTANCES:
-            body = {
-                "dag_ids": [dag_id],
-                "dag_run_ids": [run_id],
-                "page_limit": PAGE_SIZE,
-                "page_offset": len(items),
-            }
-            status, payload = self._invoke("POST", self.TASK_INSTANCES_PATH, body=body)
-            if status != 200:
-                raise error_for_read(status, payload, dag_id, run_id, "task instances")
-            page = _get(payload, "task_instances") or []
-            items.extend(page)
-            if not page or len(items) >= (_get(payload, "total_entries") or 0):
-                break
-        return [TaskInstance.from_api(item) for item in items]
+        def fetch_page(offset: int) -> tuple[int, Any]:
+            body = {"dag_ids": [dag_id], "dag_run_ids": [run_id], "page_limit": PAGE_SIZE, "page_offset": offset}
+            return self._invoke("POST", self.TASK_INSTANCES_PATH, body=body)
+
+        return collect_task_instances(fetch_page, dag_id, run_id)
 
     def task_log(self, dag_id: str, run_id: str, task: TaskInstance) -> list[Any]:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -150,6 +150,27 @@ class Credentials:
         return f"Credentials(username={self.username!r}, password=***, token=***)"
 
 
+def collect_task_instances(
+    fetch_page: Callable[[int], tuple[int, Any]], dag_id: str, run_id: str
+) -> list[TaskInstance]:
+    """
+    Every task instance of a run, page by page, up to :data:`MAX_TASK_INSTANCES`.
+
+    :param fetch_page: ``offset -> (status, payload)``: one page of Airflow's task-instance list,
+        whichever way a target asks for it (REST GET, MWAA's batch endpoint).
+    """
+    items: list[Any] = []
+    while len(items) < MAX_TASK_INSTANCES:
+        status, payload = fetch_page(len(items))
+        if status != 200:
+            raise error_for_read(status, payload, dag_id, run_id, "task instances")
+        page = _get(payload, "task_instances") or []
+        items.extend(page)
+        if not page or len(items) >= (_get(payload, "total_entries") or 0):
+            break
+    return [TaskInstance.from_api(item) for item in items]
+
+
 class AirflowRestTarget:
     """
     A self-hosted Airflow 3 api-server, through its public REST API v2 with a JWT.
@@ -196,16 +217,9 @@ class AirflowRestTarget:
 
     def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstance]:
         path = f"/api/v2/dags/{_quote(dag_id)}/dagRuns/{_quote(run_id)}/taskInstances"
-        items: list[Any] = []
-        while len(items) < MAX_TASK_INSTANCES:
-            status, payload = self._call("GET", f"{path}?limit={PAGE_SIZE}&offset={len(items)}")
-            if status != 200:
-                raise error_for_read(status, payload, dag_id, run_id, "task instances")
-            page = _get(payload, "task_instances") or []
-            items.extend(page)
-            if not page or len(items) >= (_get(payload, "total_entries") or 0):
-                break
-        return [TaskInstance.from_api(item) for item in items]
+        return collect_task_instances(
+            lambda offset: self._call("GET", f"{path}?limit={PAGE_SIZE}&offset={offset}"), dag_id, run_id
+        )
 
     def task_log(self, dag_id: str, run_id: str, task: TaskInstance) -> list[Any]:
         query = "full_content=true" + (f"&map_index={task.map_index}" if task.map_index >= 0 else "")
