@@ -102,6 +102,14 @@ class DefaultsCache:
         return self.sources[path]
 
 
+def _check_size(size: int, path: Path) -> None:
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"the file is {size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes",
+            path=str(path), fix="keep data and code out of mlops.yaml: reference files (channels, entrypoints) instead",
+        )
+
+
 def check_bounds(text: str, path: Path) -> None:
     """
     Refuse a file over :data:`MAX_CONFIG_BYTES` or nested deeper than :data:`MAX_NESTING`, before
@@ -109,12 +117,7 @@ def check_bounds(text: str, path: Path) -> None:
     recursion, so any depth is counted safely. Syntax errors are left to the real load, which
     reports them with their line.
     """
-    size = len(text.encode("utf-8"))
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"the file is {size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes",
-            path=str(path), fix="keep data and code out of mlops.yaml: reference files (channels, entrypoints) instead",
-        )
+    _check_size(len(text.encode("utf-8")), path)
     depth = 0
     try:
         for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
@@ -134,11 +137,7 @@ def check_bounds(text: str, path: Path) -> None:
 
 def _read(path: Path) -> _Source:
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                f"the file is {path.stat().st_size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes",
-                path=str(path), fix="keep data and code out of mlops.yaml: reference files (channels, entrypoints) instead",
-            )
+        _check_size(path.stat().st_size, path)  # before reading: a huge file is never loaded
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the file ({exc})", path=str(path), fix="check the file exists and is UTF-8") from None
