@@ -15,6 +15,9 @@
     mlops up PATH... [--postgres]             your models on a local Airflow, until Ctrl-C
     mlops shards write --count N [--error-files M] [--dags-folder D]   split the models over N loader files
 
+    --debug (before or after the command): on an error, also print the traceback.
+
+An error is one line on stderr, "mlops: error: <what> (<path>): <why>; <fix>", and exit code 1.
 Nothing here imports Airflow, except ``demo``.
 """
 
@@ -22,20 +25,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from airflow_provider_mlops.exceptions import ConfigError, ConfigErrors, InputError, MlopsError
-from airflow_provider_mlops.naming import NAME_RULE, is_valid_name
-
-
-def _print_errors(errors: Sequence[ConfigError]) -> None:
-    for error in errors:
-        print(f"error: {error}", file=sys.stderr)
+# versions, approve, reject and audit live in cli_registry; endpoint in cli_endpoint; error output in cli_errors.
+from airflow_provider_mlops import cli_endpoint, cli_registry
+from airflow_provider_mlops.cli_errors import add_debug_flag, print_config_errors, run_command
+from airflow_provider_mlops.exceptions import InputError, StorageError
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -51,7 +49,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if not problems:
             valid += 1
             print(f"ok: {item.path} ({item.config.project}/{item.config.model} {item.config.version})")
-    _print_errors(errors)
+    print_config_errors(errors)
     if not loaded and not errors:
         print(f"error: no mlops.yaml found under {', '.join(args.paths)}", file=sys.stderr)
         return 1
@@ -73,8 +71,11 @@ def cmd_publish_files(args: argparse.Namespace) -> int:
     for file in files:
         if args.copy_to:
             target = Path(args.copy_to) / file.relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(file.source, target)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(file.source, target)
+            except OSError as exc:
+                raise StorageError.from_os_error(exc, f"cannot copy {file.source}", path=target) from exc
         print(file.relative)
     return 0
 
@@ -138,100 +139,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     text = json_schema_text()
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.output).write_text(text)
+        except OSError as exc:  # a write that fills the disk names no file: this one
+            raise StorageError.from_os_error(exc, "cannot write the schema", path=args.output) from exc
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
-    return 0
-
-
-def _parse_model_ref(ref: str) -> tuple[str, str]:
-    project, sep, model = ref.partition("/")
-    if not sep or not is_valid_name(project) or not is_valid_name(model):
-        raise InputError(f"model {ref!r} must be PROJECT/MODEL, each {NAME_RULE}; for example demo/breast-cancer")
-    return project, model
-
-
-def _find_config(project: str, model: str, config: str | None) -> Any:
-    from airflow_provider_mlops.config.loader import config_roots, load_all, load_config
-
-    if config:
-        # Under a config root (MLOPS_CONFIG_PATH), its organisation defaults apply as the DAG loader applies them.
-        path = Path(config).resolve()
-        root = next((r for r in config_roots() if path.is_relative_to(r.resolve())), None)
-        loaded = load_config(config, root=root)
-        if (loaded.config.project, loaded.config.model) != (project, model):
-            raise InputError(f"{config} is {loaded.config.project}/{loaded.config.model}, not {project}/{model}")
-        return loaded
-    roots = config_roots(default=".")
-    configs, _ = load_all(roots)
-    for item in configs:
-        if (item.config.project, item.config.model) == (project, model):
-            return item
-    raise InputError(
-        f"no mlops.yaml for {project}/{model} under {', '.join(map(str, roots))}: pass --config PATH "
-        "or set MLOPS_CONFIG_PATH"
-    )
-
-
-def cmd_versions(args: argparse.Namespace) -> int:
-    from airflow_provider_mlops import runtime
-
-    project, model = _parse_model_ref(args.model)
-    loaded = _find_config(project, model, args.config)
-    versions = runtime.registry_for(loaded).list_versions(runtime.group_of(loaded))
-    if args.json:
-        print(json.dumps([v.to_dict() for v in versions], indent=2))
-        return 0
-    primary = loaded.config.evaluation.primary_metric
-    print(f"{'version':<10} {'status':<22} {'stage':<11} {primary:<8} {'gate':<6} {'approved by':<14} created")
-    for v in versions:
-        metric = v.metrics.get(primary)
-        gate = "pass" if v.gate.get("passed") else ("FAIL" if v.gate else "-")
-        print(
-            f"{v.semver:<10} {v.status:<22} {v.stage or '-':<11} "
-            f"{'-' if metric is None else f'{metric:.4f}':<8} {gate:<6} {v.approval.get('by', '-'):<14} {v.created_at}"
-        )
-    if not versions:
-        print(f"(no versions of {project}/{model} yet)")
-    return 0
-
-
-def cmd_decide(args: argparse.Namespace) -> int:
-    """approve / reject: answer the waiting deploy run through Airflow's REST API, or record it (decide.py)."""
-    from airflow_provider_mlops.decide import decide
-
-    project, model = _parse_model_ref(args.model)
-    return decide(args, _find_config(project, model, args.config))
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    """The model's audit log: decisions, deploys, rollbacks, promotions (decide.py)."""
-    from airflow_provider_mlops.decide import audit
-
-    project, model = _parse_model_ref(args.model)
-    return audit(args, _find_config(project, model, args.config))
-
-
-def cmd_endpoint(args: argparse.Namespace) -> int:
-    from airflow_provider_mlops.serving.local import LocalServing, invoke
-
-    home = Path(args.home or os.environ.get("MLOPS_HOME") or Path.home() / ".mlops")
-    serving = LocalServing(home)
-    if args.action == "status":
-        print(json.dumps(serving.status(args.name), indent=2))
-    elif args.action == "stop":
-        serving.stop(args.name)
-        print(f"stopped endpoint {args.name}")
-    else:
-        url = serving.status(args.name)["url"]
-        if not url:
-            raise MlopsError(f"endpoint {args.name} is not running under {home}")
-        body = Path(args.payload_file).read_bytes() if args.payload_file else (args.payload or "").encode()
-        status, headers, answer = invoke(url, body)
-        print(f"HTTP {status} from version {headers.get('X-Mlops-Model-Version')}: {answer.decode(errors='replace')}")
-        return 0 if status == 200 else 1
     return 0
 
 
@@ -329,40 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("versions", help="list a model's registered versions")
-    p.add_argument("model", help="PROJECT/MODEL")
-    p.add_argument("--config", help="the model's mlops.yaml (default: search MLOPS_CONFIG_PATH)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_versions)
-
-    for name in ("approve", "reject"):
-        p = sub.add_parser(name, help=f"{name} a version's deployment")
-        p.add_argument("model", help="PROJECT/MODEL")
-        p.add_argument("version", help="MAJOR.MINOR.PATCH")
-        p.add_argument("--config", help="the model's mlops.yaml (default: search MLOPS_CONFIG_PATH)")
-        p.add_argument("--by", help="who decides, without Airflow only (default: $MLOPS_APPROVER or $USER); "
-                       "with MLOPS_AIRFLOW_API_URL set, you decide as the Airflow user you log in as")
-        p.add_argument("--reason", default="", help="why; recorded (required to reject, and for --override-gate)")
-        p.add_argument("--registry-only", action="store_true",
-                       help="record the decision in the registry for a later deploy run, without answering a waiting one")
-        if name == "approve":
-            p.add_argument("--override-gate", action="store_true",
-                           help="approve a version that failed its gate (deployment.gate_override_by only; needs --reason)")
-        p.set_defaults(func=cmd_decide)
-
-    p = sub.add_parser("audit", help="a model's audit log: approvals, rejections, overrides, deploys, rollbacks, promotions")
-    p.add_argument("model", help="PROJECT/MODEL")
-    p.add_argument("--config", help="the model's mlops.yaml (default: search MLOPS_CONFIG_PATH)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_audit)
-
-    p = sub.add_parser("endpoint", help="inspect, call or stop a local endpoint")
-    p.add_argument("action", choices=["status", "stop", "invoke"])
-    p.add_argument("name")
-    p.add_argument("--home", help="the MLOps home (default: $MLOPS_HOME or ~/.mlops)")
-    p.add_argument("--payload")
-    p.add_argument("--payload-file")
-    p.set_defaults(func=cmd_endpoint)
+    cli_registry.add_parsers(sub)
+    cli_endpoint.add_parsers(sub)
 
     p = sub.add_parser("version", help="versions for CI")
     vsub = p.add_subparsers(dest="version_command", required=True)
@@ -398,19 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=".demo", help="where the demo keeps Airflow's DB and the registry")
     p.add_argument("--keep-serving", action="store_true", help="leave the endpoint running at the end")
     p.set_defaults(func=cmd_demo)
+    add_debug_flag(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mlops``; a failure is one line on stderr and exit 1 (``--debug``: with the traceback)."""
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigErrors as exc:
-        _print_errors(exc.errors)
-        return 1
-    except MlopsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

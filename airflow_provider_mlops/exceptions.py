@@ -9,9 +9,11 @@ catch the whole family, or one branch of it::
     │   └── ConfigErrors *     several configs are invalid; ``.errors`` holds each one
     ├── InputError *           a CLI argument, DAG run conf or event is invalid
     ├── MissingFileError *     a file or folder a config or run names does not exist
+    ├── StorageError *         a file or folder could not be read or written: read-only, full disk (retryable), damaged
     ├── BackendError           a compute job could not be submitted, failed or was stopped
     │   └── BackendNotAvailableError *   the backend is configured but not usable here
     ├── RegistryError          the model registry refused an operation
+    │   ├── RegistryStorageError *   its database cannot be read or written (a StorageError too)
     │   ├── VersionNotFoundError *   no such model version, or no version trained from a release
     │   └── ApprovalConflictError *  the version was already decided (approved, rejected): one decision wins
     ├── ApprovalRefusedError *       this person may not make this decision (approvers, override, reason)
@@ -27,6 +29,9 @@ allowed, and the fix.
 """
 
 from __future__ import annotations
+
+import errno
+import os
 
 
 class MlopsError(Exception):
@@ -115,6 +120,61 @@ class MissingFileError(MlopsError):
     retryable = False
 
 
+#: errno -> the usual fix, for :meth:`StorageError.from_os_error`; ``{folder}`` is the file's folder.
+_OS_FIXES: dict[int, str] = {
+    errno.EROFS: "remount {folder} read-write, or use a writable folder (for the MLOps home: set MLOPS_HOME or "
+                 "registry.home in mlops.yaml)",
+    errno.EACCES: "make {folder} readable and writable by this user, or use a folder you own (for the MLOps home: "
+                  "set MLOPS_HOME or registry.home in mlops.yaml)",
+    errno.ENOSPC: "free space on the disk that holds {folder}, then retry",
+    errno.EDQUOT: "free space or raise the quota for {folder}, then retry",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "check the path: a part of it is a file, not a folder",
+}
+_OS_FIXES[errno.EPERM] = _OS_FIXES[errno.EACCES]
+
+
+class StorageError(MlopsError):
+    """
+    A file or folder could not be read or written: a read-only folder, a full disk, a damaged file.
+
+    The message is one line, ``<what> (<path>): <why>; <fix>``.
+
+    :param what: what could not be done, for example ``cannot write the local registry``.
+    :param path: the file or folder.
+    :param why: the cause as the system reported it.
+    :param fix: what to do about it.
+    :param retryable: whether a retry can succeed unchanged (a full disk someone may clear: yes).
+    """
+
+    retryable = False
+
+    def __init__(self, what: str, *, path: str | os.PathLike[str], why: str, fix: str, retryable: bool = False) -> None:
+        self.what, self.path, self.why, self.fix = what, os.fspath(path), why, fix
+        self.retryable = retryable
+        super().__init__(f"{what} ({self.path}): {why}; {fix}")
+
+    @classmethod
+    def from_os_error(
+        cls, exc: OSError, what: str = "cannot use a file", *, path: str | os.PathLike[str] | None = None,
+        fix: str | None = None,
+    ) -> StorageError:
+        """
+        The one-line error for ``exc``, from its errno: the path, the cause and the usual fix.
+
+        :param path: the file, when ``exc`` does not name it (a write that fills the disk does not).
+        """
+        name = exc.filename if exc.filename is not None else path
+        if name is None:
+            where, folder = "path not known: rerun with --debug", "that file"
+        else:
+            where = os.fsdecode(name)
+            folder = os.path.dirname(os.path.abspath(where))
+        default_fix = _OS_FIXES.get(exc.errno or 0, "check the file and its folder")
+        return cls(what, path=where, why=exc.strerror or str(exc), fix=fix or default_fix.format(folder=folder),
+                   retryable=exc.errno in (errno.ENOSPC, errno.EDQUOT))
+
+
 class BackendError(MlopsError):
     """A compute job could not be submitted, failed, or was stopped."""
 
@@ -127,6 +187,10 @@ class BackendNotAvailableError(BackendError):
 
 class RegistryError(MlopsError):
     """The model registry refused an operation."""
+
+
+class RegistryStorageError(RegistryError, StorageError):
+    """The registry's database cannot be opened, read or written: a read-only home, a full disk, a damaged file."""
 
 
 class VersionNotFoundError(RegistryError):

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from airflow_provider_mlops.exceptions import VersionNotFoundError
+from airflow_provider_mlops.naming import model_ref
 
 PENDING = "PendingManualApproval"
 APPROVED = "Approved"
@@ -61,6 +65,25 @@ def already_decided_message(version: ModelVersion, status: str) -> str:
         f"{approval.get('reason') or 'no reason'}); a decision is final, so this {status} was not recorded. "
         "Train a new version to decide again"
     )
+
+
+def utcnow_iso() -> str:
+    """Now, as the registries record times: ISO 8601 in UTC, to the millisecond."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def version_not_found(group: str, semver: str) -> VersionNotFoundError:
+    return VersionNotFoundError(f"model {group} has no version {semver}; run 'mlops versions {model_ref(group)}' to list them")
+
+
+def normalised_event(event: dict[str, Any]) -> dict[str, Any]:
+    """An event in the audit log's shape, whatever release wrote it."""
+    event = dict(event)
+    if "version" not in event and "semver" in event:
+        event["version"] = event.pop("semver")
+    if event.get("kind") == "approval":  # before decisions had kinds of their own
+        event["kind"] = "approved" if event.get("status") == APPROVED else "rejected"
+    return event
 
 
 class ModelRegistry(Protocol):

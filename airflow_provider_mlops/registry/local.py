@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_mlops.exceptions import ApprovalConflictError, RegistryError, VersionNotFoundError
-from airflow_provider_mlops.naming import model_ref
+from airflow_provider_mlops.exceptions import (
+    ApprovalConflictError,
+    RegistryError,
+    RegistryStorageError,
+)
 from airflow_provider_mlops.registry.base import (
     APPROVAL_STATUSES,
     APPROVED,
@@ -35,6 +39,9 @@ from airflow_provider_mlops.registry.base import (
     already_decided_message,
     decision_kind,
     is_decided,
+    normalised_event,
+    utcnow_iso,
+    version_not_found,
 )
 from airflow_provider_mlops.versioning import parse_series
 
@@ -72,29 +79,37 @@ CREATE TABLE IF NOT EXISTS events (
 #: Written beside registry.db when it is created: a missing or empty database then means data loss.
 MARKER = "registry.json"
 _RESTORE = "restore registry.db from a backup (sqlite3 registry.db '.backup FILE' makes one while it is in use)"
+_WRITABLE = "set MLOPS_HOME (or registry.home in mlops.yaml) to a writable folder"
+_FULL_BELOW = 1 << 20  # bytes free under which a SQLite I/O error is put down to a full disk
 
 
-def _explain(path: Path, exc: sqlite3.Error) -> str:
+def _explain(path: Path, exc: sqlite3.Error) -> RegistryStorageError:
     """One line for a SQLite fault: the file, what went wrong, and what to do."""
-    text = str(exc)
+    text, folder = str(exc), path.parent
     if "unable to open" in text or "readonly" in text or "read-only" in text:
-        fix = f"check that {path.parent} exists and is writable by this user (or set MLOPS_HOME)"
-    elif "disk I/O" in text or "full" in text:
-        fix = f"free space on the disk that holds {path.parent}, then retry"
+        what, fix, retry = "cannot open the local registry", f"make {folder} writable by this user, or {_WRITABLE}", False
+    elif ("disk I/O" in text or "full" in text) and ("full" in text or shutil.disk_usage(folder).free < _FULL_BELOW):
+        what, fix, retry = "the disk is full", f"free space on the disk that holds {folder}, then retry", True
+        text += f" ({shutil.disk_usage(folder).free} bytes free)"
     elif "not a database" in text or "malformed" in text:
-        fix = _RESTORE
+        what, fix, retry = "the local registry is damaged", _RESTORE, False
     else:
-        fix = "retry; if it persists, check the file and its folder"
-    return f"the local registry {path} failed: {text}; {fix}"
+        what, fix, retry = "the local registry failed", f"check the disk that holds {folder} (dmesg), then retry", True
+    return RegistryStorageError(what, path=path, why=text, fix=fix, retryable=retry)
 
 
-def utcnow_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+def _unwritable(home: Path, database: Path) -> str | None:
+    """Why nothing can be written to the registry in ``home`` (SQLite writes files beside the database), or None."""
+    if os.access(home, os.W_OK) and (not database.exists() or os.access(database, os.W_OK)):
+        return None
+    if os.statvfs(home).f_flag & os.ST_RDONLY:
+        return "the file system is read-only"
+    return f"{home if not os.access(home, os.W_OK) else database} is not writable by this user"
 
 
 class LocalModelRegistry:
     """
-    A model registry in ``<home>/registry.db``.
+    A model registry in ``<home>/registry.db``; in a home that cannot be written, a read-only one.
 
     :param home: the registry home folder; created when missing.
     """
@@ -106,20 +121,31 @@ class LocalModelRegistry:
         try:
             self.home.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RegistryError(
-                f"cannot create the registry home {self.home}: {exc.strerror}; make it writable or set MLOPS_HOME"
-            ) from None
+            raise RegistryStorageError.from_os_error(exc, "cannot create the registry home", fix=_WRITABLE) from exc
+        #: Why this home cannot be written (a read-only mount, permissions), or None: reads still work.
+        self.read_only = _unwritable(self.home, self.path)
         self._refuse_a_lost_registry()
+        if self.read_only and not self.path.exists():
+            raise RegistryStorageError("cannot create the local registry", path=self.home,
+                                       why=f"{self.read_only}, and it holds no registry.db yet", fix=_WRITABLE)
         with self._connect() as conn:
-            conn.executescript(_SCHEMA)
+            if not self.read_only:
+                conn.executescript(_SCHEMA)
             if self.path.stat().st_size and (conn.execute("PRAGMA quick_check").fetchone() or ["?"])[0] != "ok":
-                raise RegistryError(f"{self.path} is damaged (PRAGMA quick_check failed); {_RESTORE}")
-        if not self.marker.exists():
-            try:  # exclusive: of processes opening a new home at once, one writes it, the rest find it
-                with open(self.marker, "x", encoding="utf-8") as out:
-                    json.dump({"created_at": utcnow_iso(), "database": self.path.name}, out)
-            except FileExistsError:
-                pass
+                raise RegistryStorageError("the local registry is damaged", path=self.path,
+                                           why="PRAGMA quick_check failed", fix=_RESTORE)
+        if not self.read_only and not self.marker.exists():
+            self._write_marker()
+
+    def _write_marker(self) -> None:
+        try:  # exclusive: of processes opening a new home at once, one writes it, the rest find it
+            with open(self.marker, "x", encoding="utf-8") as out:
+                json.dump({"created_at": utcnow_iso(), "database": self.path.name}, out)
+        except FileExistsError:
+            pass
+        except OSError as exc:  # a full disk: no half-written marker stays behind
+            self.marker.unlink(missing_ok=True)
+            raise RegistryStorageError.from_os_error(exc, "cannot write the registry marker") from exc
 
     def _refuse_a_lost_registry(self) -> None:
         """
@@ -131,32 +157,50 @@ class LocalModelRegistry:
             return
         state = "missing" if not self.path.exists() else "empty (0 bytes)" if self.path.stat().st_size == 0 else None
         if state is not None:
-            raise RegistryError(
-                f"{self.path} is {state}, but {self.marker} says this home held a registry; refusing to start a "
-                f"new one, which would renumber versions. {_RESTORE}, or delete {self.marker} to start an empty "
-                "registry on purpose"
+            raise RegistryStorageError(
+                "refusing to start a new local registry", path=self.path,
+                why=f"it is {state}, but {self.marker} says this home held one; a new one would renumber versions",
+                fix=f"{_RESTORE}, or delete {self.marker} to start an empty registry on purpose",
             )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """A connection; SQLite's faults become one :class:`RegistryError` naming the file and the fix."""
         try:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn = sqlite3.connect(self._address(), uri=True, timeout=60, isolation_level=None)
         except sqlite3.Error as exc:
-            raise RegistryError(_explain(self.path, exc)) from None
+            raise _explain(self.path, exc) from exc
         conn.row_factory = sqlite3.Row
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            if not self.read_only:
+                conn.execute("PRAGMA journal_mode=WAL")
             yield conn
         except sqlite3.IntegrityError:
             raise
         except sqlite3.DatabaseError as exc:
-            raise RegistryError(_explain(self.path, exc)) from exc
+            raise _explain(self.path, exc) from exc
         finally:
             conn.close()
 
+    def _address(self) -> str:
+        """
+        The database's URI. In a home that cannot be written SQLite cannot create its ``-shm``
+        file: it reads through an existing, non-empty ``-wal`` file (changes not yet copied into
+        the database), or else opens the file as immutable, which needs neither.
+        """
+        uri = self.path.absolute().as_uri()
+        if not self.read_only:
+            return uri
+        wal = self.path.with_name(self.path.name + "-wal")
+        return f"{uri}?mode=ro" if wal.exists() and wal.stat().st_size else f"{uri}?mode=ro&immutable=1"
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise RegistryStorageError(
+                "cannot write the local registry", path=self.home, why=f"{self.read_only} (reading it works)",
+                fix=f"{_WRITABLE}, or make {self.home} writable",
+            )
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -169,18 +213,9 @@ class LocalModelRegistry:
     @staticmethod
     def _row(row: sqlite3.Row) -> ModelVersion:
         return ModelVersion(
-            group=row["grp"],
-            semver=f"{row['series']}.{row['patch']}",
-            package_version=row["id"],
-            status=row["status"],
-            stage=row["stage"],
-            created_at=row["created_at"],
-            artifact_uri=row["artifact_uri"],
-            metrics=json.loads(row["metrics"]),
-            gate=json.loads(row["gate"]),
-            lineage=json.loads(row["lineage"]),
-            approval=json.loads(row["approval"]),
-            deployment=json.loads(row["deployment"]),
+            group=row["grp"], semver=f"{row['series']}.{row['patch']}", package_version=row["id"],
+            status=row["status"], stage=row["stage"], created_at=row["created_at"], artifact_uri=row["artifact_uri"],
+            **{column: json.loads(row[column]) for column in ("metrics", "gate", "lineage", "approval", "deployment")},
         )
 
     def register(
@@ -230,9 +265,7 @@ class LocalModelRegistry:
                 "SELECT * FROM model_versions WHERE grp = ? AND series = ? AND patch = ?", (group, series, patch)
             ).fetchone()
         if row is None:
-            raise VersionNotFoundError(
-                f"model {group} has no version {semver}; run 'mlops versions {model_ref(group)}' to list them"
-            )
+            raise version_not_found(group, semver)
         return self._row(row)
 
     def list_versions(self, group: str) -> list[ModelVersion]:
@@ -278,9 +311,7 @@ class LocalModelRegistry:
                 "SELECT * FROM model_versions WHERE grp = ? AND series = ? AND patch = ?", (group, series, patch)
             ).fetchone()
             if row is None:
-                raise VersionNotFoundError(
-                    f"model {group} has no version {semver}; run 'mlops versions {model_ref(group)}' to list them"
-                )
+                raise version_not_found(group, semver)
             current = self._row(row)
             if is_decided(current):
                 raise ApprovalConflictError(already_decided_message(current, status))
@@ -323,7 +354,7 @@ class LocalModelRegistry:
 
     def audit_log(self, group: str) -> list[dict[str, Any]]:
         """Every event of ``group``, oldest first, with ``version`` (older rows said ``semver``)."""
-        return [_normalised(event) for event in self.events(group)]
+        return [normalised_event(event) for event in self.events(group)]
 
     def adopt_legacy_group(self, group: str, legacy: str, dag_prefix: str) -> int:
         """
@@ -367,13 +398,3 @@ class LocalModelRegistry:
             "INSERT INTO events (grp, at, kind, detail) VALUES (?, ?, ?, ?)",
             (group, utcnow_iso(), kind, json.dumps(detail)),
         )
-
-
-def _normalised(event: dict[str, Any]) -> dict[str, Any]:
-    """An event in the audit log's shape, whatever release wrote it."""
-    event = dict(event)
-    if "version" not in event and "semver" in event:
-        event["version"] = event.pop("semver")
-    if event.get("kind") == "approval":  # before decisions had kinds of their own
-        event["kind"] = "approved" if event.get("status") == APPROVED else "rejected"
-    return event

@@ -1,14 +1,18 @@
-"""The mlops CLI: validate, render, schema, versions, approve/reject in the registry, version next."""
+"""The mlops CLI: validate, render, schema, versions, approve/reject in the registry, version next, errors."""
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from airflow_provider_mlops import cli
 from airflow_provider_mlops.cli import main
+from airflow_provider_mlops.cli_errors import one_line
 from airflow_provider_mlops.registry.local import LocalModelRegistry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,7 +69,8 @@ def test_approve_and_reject_record_in_the_registry(mlops_home: Path, capsys: pyt
 )
 def test_bad_arguments_are_refused_with_a_message(argv: list[str], mlops_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*argv, *(["--config", str(CONFIG)] if argv[0] in ("approve", "versions") else [])]) == 1
-    assert capsys.readouterr().err.startswith("error:")
+    err = capsys.readouterr().err
+    assert err.startswith("mlops: error: ") and len(err.splitlines()) == 1, err
 
 
 def test_version_next_prints_dotenv(capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,10 +141,54 @@ def test_notify_ci_failure_refuses_bad_arguments(change: dict[str, str], message
                "--job": "package", "--stage": "package", **change}
     assert main(["notify", "ci-failure", *[part for pair in options.items() for part in pair]]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error:") and message in err
+    assert err.startswith("mlops: error: ") and message in err
 
 
 def test_notify_ci_failure_without_a_channel_says_so_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["notify", "ci-failure", "--config", str(CONFIG), "--pipeline-url", "https://gitlab.example.com/p/-/pipelines/1",
                  "--job", "lint", "--stage", "lint"]) == 0
     assert "no notification sent for demo/breast-cancer" in capsys.readouterr().out
+
+
+# --- errors: one line, --debug adds the traceback (issue 13) ---------------------------------
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_before_or_after_the_command_adds_the_traceback(where: str, mlops_home: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["versions", "demo", "--config", str(CONFIG)]
+    assert main(argv) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["--debug", *argv] if where == "before" else [*argv, "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last)") and "InputError" in err
+    assert err.splitlines()[-1].startswith("mlops: error: model 'demo' must be PROJECT/MODEL")
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (OSError(errno.EROFS, "Read-only file system", "/srv/home/x"), "cannot use a file (/srv/home/x): "
+         "Read-only file system; remount /srv/home read-write, or use a writable folder (for the MLOps home: "
+         "set MLOPS_HOME or registry.home in mlops.yaml)"),
+        (OSError(errno.ENOSPC, "No space left on device", "/d/f"), "(/d/f): No space left on device; free space "
+         "on the disk that holds /d, then retry"),
+        (OSError(errno.ENOSPC, "No space left on device"), "(path not known: rerun with --debug)"),
+        (PermissionError(errno.EACCES, "Permission denied", "/etc/x"), "(/etc/x): Permission denied; make /etc "
+         "readable and writable by this user"),
+        (json.JSONDecodeError("Expecting value", "{\n x", 3), "a JSON file is damaged (rerun with --debug to see "
+         "which file): Expecting value at line 2 column 2; restore that file"),
+        (sqlite3.OperationalError("database is locked"), "a SQLite database failed (rerun with --debug to see "
+         "which file): database is locked;"),
+    ],
+)
+def test_machine_faults_become_one_line_with_the_path_and_the_fix(fault: Exception, expected: str) -> None:
+    line = one_line(fault)
+    assert expected in line and "\n" not in line, line
+
+
+def test_the_cli_modules_stay_under_400_lines() -> None:
+    package = Path(cli.__file__).parent
+    sizes = {path.name: len(path.read_text().splitlines()) for path in package.glob("cli*.py")}
+    assert set(sizes) >= {"cli.py", "cli_errors.py", "cli_registry.py", "cli_endpoint.py"}
+    assert max(sizes.values()) < 400, sizes

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_mlops.exceptions import RegistryError
+from airflow_provider_mlops.exceptions import RegistryError, RegistryStorageError
 from airflow_provider_mlops.registry.base import PENDING
 from airflow_provider_mlops.registry.local import LocalModelRegistry
 
@@ -59,8 +59,9 @@ def test_a_home_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> None:
     # Under a regular file no folder can be made, as root too (chmod alone does not stop root).
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    with pytest.raises(RegistryError, match=r"cannot create the registry home .*MLOPS_HOME"):
+    with pytest.raises(RegistryStorageError, match=r"cannot create the registry home .*MLOPS_HOME") as caught:
         LocalModelRegistry(blocker / "home")
+    assert caught.value.path == str(blocker / "home") and not caught.value.retryable
 
 
 def test_mlops_versions_on_a_corrupt_registry_is_one_line_and_exit_1(tmp_path: Path) -> None:
@@ -74,3 +75,4 @@ def test_mlops_versions_on_a_corrupt_registry_is_one_line_and_exit_1(tmp_path: P
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and str(home / "registry.db") in result.stderr, result.stderr
+    assert result.stderr.startswith("mlops: error: ") and "backup" in result.stderr and result.stderr.count("\n") == 1
