@@ -8,17 +8,20 @@ runner (:mod:`airflow_provider_mlops.backends.kubernetes_runner`), and the ``SM_
 point at them. The model is published at a deterministic URI, ``<artifacts>/<job>/model.tar.gz``.
 
 The pod is built by ``KubernetesPodOperator.build_pod_request_obj()``, so the XCom sidecar,
-secrets, labels and the pod mutation hook are exactly the provider's. Pod names are
-``<job>-try<N>``: deterministic per task try.
+secrets, labels and the pod mutation hook are exactly the provider's. A pod is one attempt of a
+task's job and is named after it: ``<job>``, then ``<job>-a2``, ``-a3``, ... (:func:`attempt_name`);
+its labels name the job and the attempt number, so the backend finds earlier attempts through the API.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlops.backends.base import JobSpec
+from airflow_provider_mlops.backends.local import attempt_name as unbounded_attempt_name
 from airflow_provider_mlops.config.kubernetes import PVC_RE
 from airflow_provider_mlops.exceptions import BackendError
 
@@ -27,22 +30,32 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from kubernetes.client import models as k8s
 
-#: Pod labels the backend finds its pods by.
+#: Pod labels the backend finds its pods by: the task's job name (the same for every attempt),
+#: the attempt number (1, 2, ...) and the job kind.
 JOB_LABEL = "airflow-provider-mlops/job"
 ATTEMPT_LABEL = "airflow-provider-mlops/attempt"
 KIND_LABEL = "airflow-provider-mlops/kind"
+#: Pod annotations the backend writes: the runner's result once read (so a kept pod is re-read
+#: without its XCom sidecar), and why the backend ended an attempt (stopped, or could not start).
+RESULT_ANNOTATION = "airflow-provider-mlops/result"
+ENDED_ANNOTATION = "airflow-provider-mlops/ended"
 RUNNER_MODULE = "airflow_provider_mlops.backends.kubernetes_runner"
 ML_ROOT = "/opt/ml"
 ARTIFACTS_MOUNT = "/mnt/mlops-artifacts"
 MAX_POD_NAME = 63
 
 
-def pod_name(job_name: str, attempt: int) -> str:
-    """``<job>-try<N>`` within 63 characters; the job name's hash suffix is always kept."""
-    suffix = f"try{attempt}"
-    if len(job_name) + len(suffix) + 1 <= MAX_POD_NAME:
-        return f"{job_name}-{suffix}"
+def attempt_name(job_name: str, attempt: int) -> str:
+    """
+    The name of ``attempt`` (1-based) of a job, and of its pod: ``<job>``, then ``<job>-a2``, ...
+    as on the local backend, within 63 characters (a label value's limit): the job name's hash
+    suffix is always kept, its readable head is shortened.
+    """
+    name = unbounded_attempt_name(job_name, attempt)
+    if len(name) <= MAX_POD_NAME:
+        return name
     head, _, digest = job_name.rpartition("-")
+    suffix = f"a{attempt}"
     room = MAX_POD_NAME - len(digest) - len(suffix) - 2
     return f"{head[:room].rstrip('-')}-{digest}-{suffix}"
 
@@ -229,12 +242,13 @@ def _secrets(settings: dict[str, Any]) -> list[Any]:
 
 def build_operator(spec: JobSpec, settings: dict[str, Any], *, attempt: int = 1, task_id: str | None = None) -> KubernetesPodOperator:
     """
-    The ``KubernetesPodOperator`` that describes ``spec``'s pod (it is never executed: the
-    backend uses it to render the pod and the provider's hook and pod manager to run it).
+    The ``KubernetesPodOperator`` that describes the pod of one attempt of ``spec`` (it is never
+    executed: the backend uses it to render the pod and the provider's hook and pod manager to run it).
 
-    :param spec: the job.
+    :param spec: the job, under the task's job name.
     :param settings: the step's merged ``kubernetes:`` settings (:func:`~airflow_provider_mlops.config.kubernetes.step_settings`).
-    :param attempt: the task try, which names the pod.
+    :param attempt: the attempt (1, 2, ...): it names the pod, the job inside it and its artifacts
+        (:func:`attempt_name`).
     :param task_id: the Airflow task id, for the provider's log lines.
     """
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -242,13 +256,14 @@ def build_operator(spec: JobSpec, settings: dict[str, Any], *, attempt: int = 1,
 
     if not spec.image:
         raise BackendError(f"job {spec.name}: the kubernetes backend runs a container image; set 'image' in mlops.yaml")
-    volumes, mounts = _volumes(spec, settings)
     labels = {**(settings.get("labels") or {}), JOB_LABEL: spec.name, ATTEMPT_LABEL: str(attempt), KIND_LABEL: spec.kind}
+    spec = replace(spec, name=attempt_name(spec.name, attempt))
+    volumes, mounts = _volumes(spec, settings)
     return KubernetesPodOperator(
         task_id=task_id or f"mlops-{spec.kind}",
         kubernetes_conn_id=settings.get("conn_id", "kubernetes_default"),
         namespace=settings.get("namespace") or "default",
-        name=pod_name(spec.name, attempt),
+        name=spec.name,
         random_name_suffix=False,
         image=spec.image,
         image_pull_policy=settings.get("image_pull_policy"),
@@ -286,7 +301,7 @@ def render_pod(
     dry_run: bool = True,
 ) -> k8s.V1Pod:
     """
-    The pod for ``spec`` exactly as ``KubernetesPodOperator.build_pod_request_obj()`` builds it.
+    The pod of ``attempt`` of ``spec`` exactly as ``KubernetesPodOperator.build_pod_request_obj()`` builds it.
 
     :param dry_run: skip the one label that needs cluster credentials (``airflow_kpo_in_cluster``);
         the backend renders with ``dry_run=False``.

@@ -45,6 +45,9 @@ def kubernetes_variant(loaded: LoadedConfig) -> MlopsConfig:
     data["training"]["resources"] = {**data["training"].get("resources", {}), "gpus": 1, "cpu": "4", "memory": "16Gi"}
     data["evaluation"]["resources"] = {"gpus": 0, "cpu": "1", "memory": "2Gi"}
     data["evaluation"].pop("data", None)
+    if (data.get("schedule") or {}).get("retrain_on_new_data"):
+        # The retrain decision cannot see when pvc:// data changed, and config validation says so.
+        data["schedule"]["retrain_on_new_data"] = False
     if cfg.registry_backend == "sagemaker" or cfg.serving_backend == "sagemaker":
         data["kubernetes"] = {"artifacts_uri": "s3://mlops-artifacts/models", "namespace": "ml"}
     else:

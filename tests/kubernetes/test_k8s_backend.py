@@ -1,9 +1,9 @@
 """
 KubernetesComputeBackend against an in-memory pods API (no cluster can run here).
 
-``FakePodsApi`` stands in for the cluster's CoreV1Api pod calls and ``SidecarPodManager``
-for the exec into the XCom sidecar; the backend, the provider's PodManager and the pod
-rendering under test are the real ones.
+``FakePodsApi`` (k8s_cluster.py) stands in for the cluster's CoreV1Api pod calls and
+``SidecarPodManager`` for the exec into the XCom sidecar; the backend, the provider's PodManager
+and the pod rendering under test are the real ones. Attempts and retries: test_k8s_attempts.py.
 """
 
 from __future__ import annotations
@@ -12,102 +12,21 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
-from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
+from k8s_cluster import SETTINGS, SPEC, FakePodsApi, make_backend
 from k8s_helpers import TRAIN_JOB, validate
-from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
-from kubernetes.client.exceptions import ApiException
 
 from airflow_provider_mlops import runtime
 from airflow_provider_mlops.backends import get_compute_backend
-from airflow_provider_mlops.backends.base import COMPLETED, FAILED, IN_PROGRESS, JobSpec
+from airflow_provider_mlops.backends.base import COMPLETED, FAILED, IN_PROGRESS
 from airflow_provider_mlops.backends.kubernetes import KubernetesComputeBackend
 from airflow_provider_mlops.config.loader import LoadedConfig
 from airflow_provider_mlops.triggers.job import JobCompletionTrigger
 
-
-class FakePodsApi:
-    """The pod calls of CoreV1Api, over an in-memory store; it records what it was sent."""
-
-    def __init__(self) -> None:
-        self.api_client = ApiClient()
-        self.pods: dict[tuple[str, str], k8s.V1Pod] = {}
-        self.sent: list[dict[str, Any]] = []
-        self.deleted: list[str] = []
-
-    def create_namespaced_pod(self, body: dict[str, Any], namespace: str, **_: Any) -> k8s.V1Pod:
-        name = body["metadata"]["name"]
-        if (namespace, name) in self.pods:
-            raise ApiException(status=409, reason="AlreadyExists")
-        self.sent.append(body)
-        pod = PodGenerator.deserialize_model_dict(body)
-        pod.metadata.creation_timestamp = datetime.now(UTC)
-        pod.status = k8s.V1PodStatus(phase="Pending")
-        self.pods[(namespace, name)] = pod
-        return pod
-
-    def list_namespaced_pod(self, namespace: str, label_selector: str) -> k8s.V1PodList:
-        key, _, value = label_selector.partition("=")
-        items = [p for (ns, _), p in self.pods.items() if ns == namespace and (p.metadata.labels or {}).get(key) == value]
-        return k8s.V1PodList(items=items)
-
-    def delete_namespaced_pod(self, name: str, namespace: str, **_: Any) -> None:
-        if self.pods.pop((namespace, name), None) is None:
-            raise ApiException(status=404, reason="NotFound")
-        self.deleted.append(name)
-
-    def set_state(self, name: str, namespace: str = "ml", **state: Any) -> None:
-        pod = self.pods[(namespace, name)]
-        pod.status = k8s.V1PodStatus(
-            phase=state.pop("phase", "Running"),
-            conditions=state.pop("conditions", None),
-            container_statuses=[k8s.V1ContainerStatus(
-                name="base", image="img:1", image_id="", ready=False, restart_count=0, state=k8s.V1ContainerState(**state)
-            )],
-        )
-
-
-class SidecarPodManager(PodManager):
-    """The provider's PodManager, with the exec into the XCom sidecar answered from ``results``."""
-
-    def __init__(self, api: FakePodsApi, results: dict[str, dict[str, Any]]) -> None:
-        super().__init__(kube_client=api)  # type: ignore[arg-type]
-        self.results = results
-
-    def extract_xcom(self, pod: k8s.V1Pod, *, ignore_kill_failure: bool = True) -> str:
-        return json.dumps(self.results[pod.metadata.name])
-
-
-SETTINGS = {"conn_id": "kubernetes_test", "namespace": "ml", "artifacts_uri": "s3://bucket/mlops", "schedule_timeout_seconds": 60, "startup_timeout_seconds": 60}
-SPEC = JobSpec(
-    name=TRAIN_JOB, kind="training", entrypoint="train.py", image="img:1",
-    channels={"train": "s3://bucket/data/train"}, resources={"gpus": 1, "cpu": "4", "memory": "16Gi"},
-)
-
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: test, cluster: {server: "https://127.0.0.1:1"}}]
-users: [{name: test, user: {token: not-used}}]
-contexts: [{name: test, context: {cluster: test, user: test}}]
-current-context: test
-"""
-
-
-@pytest.fixture(autouse=True)
-def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A kubeconfig the provider's hook can load (it is never contacted: the pods API is in memory)."""
-    path = tmp_path / "kubeconfig"
-    path.write_text(KUBECONFIG)
-    connection = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(path)}}
-    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_TEST", json.dumps(connection))
-    return path
+pytestmark = pytest.mark.usefixtures("kubeconfig")
 
 
 @pytest.fixture
@@ -121,10 +40,7 @@ def results() -> dict[str, dict[str, Any]]:
 
 
 def _backend(cluster: FakePodsApi, results: dict[str, dict[str, Any]], **settings: Any) -> KubernetesComputeBackend:
-    backend = KubernetesComputeBackend({**SETTINGS, **settings})
-    backend.client = cluster  # type: ignore[assignment]
-    backend.pod_manager = SidecarPodManager(cluster, results)
-    return backend
+    return make_backend(cluster, results, **settings)
 
 
 def test_submit_creates_one_schema_valid_pod_and_resubmit_reattaches(cluster: FakePodsApi, results: dict[str, Any]) -> None:
@@ -132,19 +48,9 @@ def test_submit_creates_one_schema_valid_pod_and_resubmit_reattaches(cluster: Fa
     first = backend.submit(SPEC)
     again = backend.submit(SPEC)
     assert first.status == again.status == IN_PROGRESS
-    assert [body["metadata"]["name"] for body in cluster.sent] == [f"{TRAIN_JOB}-try1"]
+    assert [body["metadata"]["name"] for body in cluster.sent] == [TRAIN_JOB]
     validate(cluster.sent[0])
-    assert first.details == {"pod": f"{TRAIN_JOB}-try1", "namespace": "ml"}
-
-
-def test_a_retry_deletes_the_previous_tries_pod_before_starting_its_own(cluster: FakePodsApi, results: dict[str, Any]) -> None:
-    backend = _backend(cluster, results)
-    backend.submit_attempt(SPEC, 1, dry_run=True)
-    cluster.set_state(f"{TRAIN_JOB}-try1", running=k8s.V1ContainerStateRunning())
-    state = backend.submit_attempt(SPEC, 2, dry_run=True)
-    assert cluster.deleted == [f"{TRAIN_JOB}-try1"]
-    assert [p.metadata.name for p in backend.pods(TRAIN_JOB)] == [f"{TRAIN_JOB}-try2"]
-    assert state.status == IN_PROGRESS and state.details["pod"] == f"{TRAIN_JOB}-try2"
+    assert first.details == {"pod": TRAIN_JOB, "namespace": "ml"}
 
 
 def test_a_finished_pod_reports_metrics_from_the_xcom_sidecar_then_is_deleted(
@@ -152,7 +58,7 @@ def test_a_finished_pod_reports_metrics_from_the_xcom_sidecar_then_is_deleted(
 ) -> None:
     backend = _backend(cluster, results)
     backend.submit(SPEC)
-    pod = f"{TRAIN_JOB}-try1"
+    pod = TRAIN_JOB
     cluster.set_state(pod, terminated=k8s.V1ContainerStateTerminated(exit_code=0, reason="Completed"))
     results[pod] = {"exit_code": 0, "metrics": {"train_accuracy": 0.98}, "details": {},
                     "model_uri": f"s3://bucket/mlops/{TRAIN_JOB}/model.tar.gz", "output_uri": f"s3://bucket/mlops/{TRAIN_JOB}/output"}
@@ -168,7 +74,7 @@ def test_a_failed_pod_reports_the_runners_reason_and_delete_succeeded_pod_keeps_
 ) -> None:
     backend = _backend(cluster, results, on_finish_action="delete_succeeded_pod")
     backend.submit(SPEC)
-    pod = f"{TRAIN_JOB}-try1"
+    pod = TRAIN_JOB
     cluster.set_state(pod, terminated=k8s.V1ContainerStateTerminated(exit_code=3, reason="Error"))
     results[pod] = {"exit_code": 3, "metrics": {}, "failure_reason": "the entrypoint exited with code 3: CUDA out of memory"}
     state = backend.poll(TRAIN_JOB)
@@ -179,7 +85,7 @@ def test_a_failed_pod_reports_the_runners_reason_and_delete_succeeded_pod_keeps_
 def test_success_without_a_model_uri_fails_with_the_contract(cluster: FakePodsApi, results: dict[str, Any]) -> None:
     backend = _backend(cluster, results, on_finish_action="keep_pod")
     backend.submit(SPEC)
-    pod = f"{TRAIN_JOB}-try1"
+    pod = TRAIN_JOB
     cluster.set_state(pod, terminated=k8s.V1ContainerStateTerminated(exit_code=0))
     results[pod] = {"exit_code": 0, "metrics": {}}
     state = backend.poll(TRAIN_JOB)
@@ -192,7 +98,7 @@ def test_an_unschedulable_pod_fails_after_the_schedule_timeout_and_is_deleted(
 ) -> None:
     backend = _backend(cluster, results)
     backend.submit(SPEC)
-    pod = f"{TRAIN_JOB}-try1"
+    pod = TRAIN_JOB
     unschedulable = k8s.V1PodCondition(
         type="PodScheduled", status="False", reason="Unschedulable", message="0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
     )
@@ -209,17 +115,17 @@ def test_an_unschedulable_pod_fails_after_the_schedule_timeout_and_is_deleted(
 def test_a_bad_image_fails_at_once(cluster: FakePodsApi, results: dict[str, Any]) -> None:
     backend = _backend(cluster, results)
     backend.submit(SPEC)
-    cluster.set_state(f"{TRAIN_JOB}-try1", phase="Pending", waiting=k8s.V1ContainerStateWaiting(reason="InvalidImageName", message="bad ref"))
+    cluster.set_state(TRAIN_JOB, phase="Pending", waiting=k8s.V1ContainerStateWaiting(reason="InvalidImageName", message="bad ref"))
     state = backend.poll(TRAIN_JOB)
     assert state.status == FAILED and "InvalidImageName" in (state.failure_reason or "")
 
 
-def test_stop_deletes_every_pod_of_the_job_and_tolerates_unknown_jobs(cluster: FakePodsApi, results: dict[str, Any]) -> None:
+def test_stop_deletes_a_pod_no_node_runs_yet_and_tolerates_unknown_jobs(cluster: FakePodsApi, results: dict[str, Any]) -> None:
     backend = _backend(cluster, results)
     backend.submit(SPEC)
     backend.stop(TRAIN_JOB)
     backend.stop("no-such-job")
-    assert cluster.deleted == [f"{TRAIN_JOB}-try1"]
+    assert cluster.deleted == [TRAIN_JOB]
     gone = backend.poll(TRAIN_JOB)
     assert gone.status == FAILED and "clear the task" in (gone.failure_reason or "")
 

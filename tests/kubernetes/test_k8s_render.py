@@ -24,7 +24,7 @@ from airflow_provider_mlops.backends.kubernetes_pod import (
     JOB_LABEL,
     RUNNER_MODULE,
     artifact_locations,
-    pod_name,
+    attempt_name,
     render_pod,
 )
 from airflow_provider_mlops.config.kubernetes import step_settings
@@ -66,8 +66,8 @@ def test_every_example_renders_schema_valid_gpu_training_and_cpu_evaluation_pods
         assert {"/opt/ml/input", "/opt/ml/model", "/opt/ml/output", "/airflow/xcom"} <= set(_mounts(_base(pod)))
     assert _base(train)["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert "nvidia.com/gpu" not in _base(evaluate)["resources"].get("limits", {})
-    assert train["metadata"]["name"] == f"{TRAIN_JOB}-try1"
-    assert evaluate["metadata"]["name"] == f"{EVAL_JOB}-try1"
+    assert train["metadata"]["name"] == TRAIN_JOB  # attempt 1 is named after the job itself
+    assert evaluate["metadata"]["name"] == EVAL_JOB
 
 
 def test_gpu_example_trains_on_the_gpu_node_pool(gpu_example: LoadedConfig, gpu_settings: dict[str, Any]) -> None:
@@ -127,16 +127,18 @@ def test_gpu_example_evaluates_on_a_cpu_pool_with_its_own_resources(
     assert _env(base)["MLOPS_JOB_KIND"] == "processing"
 
 
-def test_pod_names_are_deterministic_per_try_and_keep_the_job_hash() -> None:
+def test_attempt_names_are_deterministic_bounded_and_keep_the_job_hash() -> None:
     name = job_name("mlops__a-very-long-project-name__a-very-long-model-name__train", "manual__2026-01-01", "train")
     assert len(name) == 63
-    first, second = pod_name(name, 1), pod_name(name, 2)
-    assert first == pod_name(name, 1) and first != second
-    assert len(first) <= 63 and first.endswith(f"{name.rsplit('-', 1)[1]}-try1")
-    assert pod_name("short-abc", 3) == "short-abc-try3"
+    assert attempt_name(name, 1) == name
+    second, twelfth = attempt_name(name, 2), attempt_name(name, 12)
+    assert second == attempt_name(name, 2) and len(second) <= 63 and len(twelfth) <= 63
+    assert second.endswith(f"-{name.rsplit('-', 1)[1]}-a2") and twelfth.endswith("-a12")
+    # Short names are the local backend's: <job>, <job>-a2, ...
+    assert [attempt_name("short-abc", n) for n in (1, 2, 3)] == ["short-abc", "short-abc-a2", "short-abc-a3"]
 
 
-def test_task_context_adds_the_providers_labels_and_names_the_pod_for_the_try(
+def test_task_context_adds_the_providers_labels_and_the_attempt_names_the_pod(
     gpu_example: LoadedConfig, gpu_settings: dict[str, Any]
 ) -> None:
     ti = SimpleNamespace(dag_id="mlops__demo__breast-cancer-gpu__train", task_id="train", try_number=2, map_index=-1)
@@ -145,9 +147,13 @@ def test_task_context_adds_the_providers_labels_and_names_the_pod_for_the_try(
     pod = as_sent(render_pod(spec, gpu_settings["training"], attempt=2, context=context))
     validate(pod)
     labels = pod["metadata"]["labels"]
-    assert pod["metadata"]["name"] == f"{TRAIN_JOB}-try2"
+    assert pod["metadata"]["name"] == f"{TRAIN_JOB}-a2"
     assert labels["try_number"] == "2" and labels["task_id"] == "train" and labels["kubernetes_pod_operator"] == "True"
-    assert labels[ATTEMPT_LABEL] == "2"
+    assert labels[ATTEMPT_LABEL] == "2" and labels[JOB_LABEL] == TRAIN_JOB
+    # The attempt's own name keys what it writes, so a failed attempt's files never mix with the next one's.
+    env = _env(_base(pod))
+    assert env["MLOPS_JOB_NAME"] == f"{TRAIN_JOB}-a2"
+    assert env["MLOPS_MODEL_URI"] == f"/mnt/efs/mlops-artifacts/{TRAIN_JOB}-a2/model"
 
 
 def test_secrets_volumes_affinity_and_s3_artifacts(gpu_example: LoadedConfig) -> None:
