@@ -99,3 +99,24 @@ def job_name(dag_id_: str, run_id: str, task_id: str, *, prefix: str = "") -> st
     head = re.sub(r"-+", "-", head).strip("-")
     room = MAX_JOB_NAME - len(suffix) - 1
     return f"{head[:room].rstrip('-')}-{suffix}"
+
+
+#: A task that failed this many attempts of its job stops trying: the cause is not passing.
+MAX_ATTEMPTS = 20
+
+
+def attempt_name(job_name_: str, attempt: int) -> str:
+    """
+    The name of ``attempt`` (1-based) of a task's job: ``<job>``, then ``<job>-a2``, ``-a3``, ...
+
+    Every backend names attempts this way (a retry after a failed or stopped job starts the next
+    one). The name stays within 63 characters, the limit of SageMaker job names and Kubernetes
+    label values: the job name's hash suffix is always kept, its readable head is shortened.
+    """
+    name = job_name_ if attempt == 1 else f"{job_name_}-a{attempt}"
+    if len(name) <= MAX_JOB_NAME:
+        return name
+    head, _, digest = job_name_.rpartition("-")
+    suffix = f"a{attempt}"
+    room = MAX_JOB_NAME - len(digest) - len(suffix) - 2
+    return f"{head[:room].rstrip('-')}-{digest}-{suffix}"

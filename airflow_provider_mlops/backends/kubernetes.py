@@ -43,8 +43,8 @@ from airflow_provider_mlops.backends.kubernetes_pod import (
     RESULT_ANNOTATION,
     render_pod,
 )
-from airflow_provider_mlops.backends.local import MAX_ATTEMPTS
 from airflow_provider_mlops.exceptions import BackendError, BackendNotAvailableError
+from airflow_provider_mlops.naming import MAX_ATTEMPTS
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager

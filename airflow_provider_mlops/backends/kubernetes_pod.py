@@ -21,9 +21,9 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlops.backends.base import JobSpec
-from airflow_provider_mlops.backends.local import attempt_name as unbounded_attempt_name
 from airflow_provider_mlops.config.kubernetes import PVC_RE
 from airflow_provider_mlops.exceptions import BackendError
+from airflow_provider_mlops.naming import attempt_name
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -42,22 +42,6 @@ ENDED_ANNOTATION = "airflow-provider-mlops/ended"
 RUNNER_MODULE = "airflow_provider_mlops.backends.kubernetes_runner"
 ML_ROOT = "/opt/ml"
 ARTIFACTS_MOUNT = "/mnt/mlops-artifacts"
-MAX_POD_NAME = 63
-
-
-def attempt_name(job_name: str, attempt: int) -> str:
-    """
-    The name of ``attempt`` (1-based) of a job, and of its pod: ``<job>``, then ``<job>-a2``, ...
-    as on the local backend, within 63 characters (a label value's limit): the job name's hash
-    suffix is always kept, its readable head is shortened.
-    """
-    name = unbounded_attempt_name(job_name, attempt)
-    if len(name) <= MAX_POD_NAME:
-        return name
-    head, _, digest = job_name.rpartition("-")
-    suffix = f"a{attempt}"
-    room = MAX_POD_NAME - len(digest) - len(suffix) - 2
-    return f"{head[:room].rstrip('-')}-{digest}-{suffix}"
 
 
 def _volume_name(prefix: str, name: str) -> str:

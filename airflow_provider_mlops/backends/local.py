@@ -46,6 +46,7 @@ from airflow_provider_mlops.backends.base import (
     parse_metrics,
 )
 from airflow_provider_mlops.exceptions import BackendError, MissingFileError
+from airflow_provider_mlops.naming import MAX_ATTEMPTS, attempt_name
 
 
 def command_for(entrypoint: str) -> list[str]:
@@ -54,15 +55,6 @@ def command_for(entrypoint: str) -> list[str]:
     if parts and parts[0].endswith(".py"):
         return [sys.executable, *parts]
     return parts
-
-
-#: A task that failed this many attempts of its job stops trying: the cause is not passing.
-MAX_ATTEMPTS = 20
-
-
-def attempt_name(name: str, attempt: int) -> str:
-    """The job name of ``attempt`` (1-based): ``name``, then ``name-a2``, ``name-a3``, ..."""
-    return name if attempt == 1 else f"{name}-a{attempt}"
 
 
 def _read_state(path: Path) -> dict[str, Any] | None:

@@ -3,7 +3,8 @@ The SageMaker compute backend: training jobs for ``train``, processing jobs for 
 
 Every AWS call goes through :class:`~airflow_provider_mlops.hooks.sagemaker.MlopsSageMakerHook`
 (an Airflow AWS connection). ``submit`` describes the job first and creates it only when no job
-of that name exists, so a retried or re-run task re-attaches to the job its first try started.
+of that name exists, so a retried task re-attaches to the job an earlier try started while it
+runs or once it completed; after a Failed or Stopped job it starts the next attempt (``-a2``).
 A processing job's metrics are read back from the ``evaluation.json`` it wrote to S3.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import replace
 from typing import Any
 
 from airflow_provider_mlops.backends.base import (
@@ -25,6 +27,7 @@ from airflow_provider_mlops.backends.base import (
 from airflow_provider_mlops.exceptions import BackendError
 from airflow_provider_mlops.hooks.aws_access import SageMakerAccess
 from airflow_provider_mlops.links.sagemaker import LOG_GROUPS, cloudwatch_logs_url, sagemaker_console_url
+from airflow_provider_mlops.naming import MAX_ATTEMPTS, attempt_name
 
 PROCESSING_INPUT_ROOT = "/opt/ml/processing/input"
 PROCESSING_OUTPUT_DIR = "/opt/ml/processing/output"
@@ -111,19 +114,38 @@ class SageMakerComputeBackend(SageMakerAccess):
     # -- the protocol --------------------------------------------------------------------
 
     def submit(self, spec: JobSpec) -> JobState:
-        """Create the job, or re-attach to the existing job of the same name; return its state."""
-        self._kinds[spec.name] = spec.kind
-        existing = self.hook.describe_job(spec.kind, spec.name)
-        if existing is not None:
-            self._check_same_job(spec, existing)
+        """
+        Create the task's job, or re-attach to its InProgress or Completed attempt; return its state.
+
+        Attempts are named ``<job>``, ``<job>-a2``, ... (:func:`~airflow_provider_mlops.naming.attempt_name`):
+        after a Failed or Stopped attempt, a retry creates the next one, so a retry runs the job
+        again instead of re-reading the same failure, and there is never more than one live job.
+        """
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            attempt_spec = replace(spec, name=attempt_name(spec.name, attempt))
+            self._kinds[attempt_spec.name] = spec.kind
+            existing = self.hook.describe_job(spec.kind, attempt_spec.name)
+            if existing is None:
+                request = (self.training_request(attempt_spec) if spec.kind == "training"
+                           else self.processing_request(attempt_spec))
+                created = self.hook.create_job(spec.kind, request)
+                self.hook.log.info("%s %s job %s", "Created" if created else "Re-attached to the concurrently created",
+                                   spec.kind, attempt_spec.name)
+                return self.poll(attempt_spec.name)
+            status = existing.get(self._status_key(spec.kind))
+            if status in ("Failed", "Stopped"):
+                self.hook.log.info("%s job %s is %s (%s): starting the next attempt", spec.kind, attempt_spec.name,
+                                   status, existing.get("FailureReason") or existing.get("ExitMessage") or "no reason given")
+                continue
+            self._check_same_job(attempt_spec, existing)
             self.hook.log.info("%s job %s already exists (%s): re-attaching, not creating another",
-                               spec.kind, spec.name, existing.get(self._status_key(spec.kind)))
-        else:
-            request = self.training_request(spec) if spec.kind == "training" else self.processing_request(spec)
-            created = self.hook.create_job(spec.kind, request)
-            self.hook.log.info("%s %s job %s", "Created" if created else "Re-attached to the concurrently created",
-                               spec.kind, spec.name)
-        return self.poll(spec.name)
+                               spec.kind, attempt_spec.name, status)
+            return self.poll(attempt_spec.name)
+        raise BackendError(
+            f"SageMaker {spec.kind} job {spec.name} failed {MAX_ATTEMPTS} attempts ({spec.name}, "
+            f"{attempt_name(spec.name, 2)}, ...); read their FailureReason in the SageMaker console, fix the cause, "
+            "then trigger a new DAG run"
+        )
 
     def poll(self, name: str) -> JobState:
         kind, described = self._describe(name)

@@ -2,7 +2,8 @@
 The SageMaker compute backend against moto (server mode, through the Airflow AWS connection).
 
 moto completes training and processing jobs on creation; tests hold a job InProgress, or fail
-or stop it, by editing moto's in-process job object. moto does not implement StopTrainingJob,
+or stop it, by editing moto's in-process job object (a retry then starts the next attempt,
+``<job>-a2``). moto does not implement StopTrainingJob,
 so that call is checked with botocore's Stubber (which validates the request against the real
 SageMaker API model).
 """
@@ -80,6 +81,37 @@ def test_submitting_twice_reattaches_and_never_creates_a_second_job(aws: Aws) ->
     second = backend().submit(training_spec())  # a fresh backend, as a retried task builds one
     assert first.status == second.status == COMPLETED
     assert list(aws.sagemaker_state.training_jobs) == ["demo-bc-train-0123456789"]
+
+
+@pytest.mark.parametrize("ended", ["Failed", "Stopped"])
+def test_a_retry_after_a_failed_or_stopped_job_starts_the_next_attempt(aws: Aws, ended: str) -> None:
+    backend().submit(training_spec())
+    aws.sagemaker_state.training_jobs["demo-bc-train-0123456789"].training_job_status = ended
+    second = backend().submit(training_spec())  # the task's retry
+    assert second.name == "demo-bc-train-0123456789-a2" and second.status == COMPLETED
+    again = backend().submit(training_spec())  # a later retry re-attaches to the completed attempt
+    assert again.name == second.name
+    aws.sagemaker_state.training_jobs[second.name].training_job_status = ended
+    assert backend().submit(training_spec()).name == "demo-bc-train-0123456789-a3"
+    assert sorted(aws.sagemaker_state.training_jobs) == [
+        "demo-bc-train-0123456789", "demo-bc-train-0123456789-a2", "demo-bc-train-0123456789-a3"]
+
+
+def test_a_retry_re_attaches_to_a_running_attempt_and_never_starts_a_second(aws: Aws) -> None:
+    backend().submit(training_spec())
+    aws.sagemaker_state.training_jobs["demo-bc-train-0123456789"].training_job_status = "Failed"
+    backend().submit(training_spec())
+    aws.sagemaker_state.training_jobs["demo-bc-train-0123456789-a2"].training_job_status = "InProgress"
+    state = backend().submit(training_spec())
+    assert (state.name, state.status) == ("demo-bc-train-0123456789-a2", IN_PROGRESS)
+    assert len(aws.sagemaker_state.training_jobs) == 2
+
+
+def test_a_processing_retry_after_a_failure_starts_the_next_attempt(aws: Aws, container_writes_evaluation: dict[str, Any]) -> None:
+    backend().submit(processing_spec())
+    aws.sagemaker_state.processing_jobs["demo-bc-evaluate-0123456789"].processing_job_status = "Failed"
+    assert backend().submit(processing_spec()).name == "demo-bc-evaluate-0123456789-a2"
+    assert sorted(aws.sagemaker_state.processing_jobs) == ["demo-bc-evaluate-0123456789", "demo-bc-evaluate-0123456789-a2"]
 
 
 def test_a_failed_job_carries_its_failure_reason(aws: Aws) -> None:
