@@ -17,7 +17,7 @@ from airflow_provider_mlops.naming import NAME_PATTERN, NO_JOIN_RULE, RESOURCE_J
 from airflow_provider_mlops.versioning import SERIES_RE, SERIES_RULE
 
 Backend = Literal["local", "sagemaker", "kubernetes"]
-RegistryBackend = Literal["local", "sagemaker", "mlflow"]
+RegistryBackend = Literal["local", "sagemaker"]
 ServingBackend = Literal["local", "sagemaker"]
 
 
@@ -273,12 +273,31 @@ class Deployment(_Model):
         return int(self.approval_timeout[:-1]) * _DURATION_SECONDS[self.approval_timeout[-1]]
 
 
+def _sagemaker_guardrail(deployment: Deployment) -> str | None:
+    """A SageMaker blue/green guardrail that local serving would ignore, as ``field: problem``."""
+    fix = "or serve on SageMaker (deployment.backend: sagemaker, with registry.backend: sagemaker)"
+    if deployment.strategy != "all_at_once":
+        return (f"deployment.strategy: '{deployment.strategy}' is a SageMaker blue/green traffic shift, and local "
+                "serving has none: the local endpoint switches all traffic to the new version as soon as it is "
+                f"healthy. Set strategy: all_at_once, {fix}")
+    if deployment.auto_rollback_alarms:
+        return (f"deployment.auto_rollback_alarms: {deployment.auto_rollback_alarms} are CloudWatch alarms that "
+                "SageMaker watches to roll back a blue/green update, and local serving has no such rollback. Remove "
+                "them (where a defaults file sets them, set auto_rollback_alarms: [] in this model's mlops.yaml), "
+                f"{fix}")
+    return None
+
+
 class Schedule(_Model):
     """When the retrain DAG runs, and what makes it retrain."""
 
     retrain_cron: str | None = None
     max_model_age_days: Annotated[float, Field(gt=0)] | None = 30
-    retrain_on_new_data: bool = True
+    retrain_on_new_data: bool | None = Field(
+        default=None,
+        description="Retrain when a training channel holds a file or S3 object newer than the newest version. "
+        "Only local paths and s3:// prefixes can be checked; unset: checked when every training channel is one",
+    )
 
     @field_validator("retrain_cron")
     @classmethod
@@ -403,11 +422,14 @@ class MlopsConfig(_Model):
             )
         if k8s_problems := kubernetes_problems(self):
             raise ValueError(k8s_problems[0])
-        # isolation reads this module's classes: imported here, once both modules are loaded.
+        if self.serving_backend == "local" and (guardrail := _sagemaker_guardrail(self.deployment)):
+            raise ValueError(guardrail)
+        # isolation and references read this module's classes: imported here, once all are loaded.
         from airflow_provider_mlops.config.isolation import isolation_problem
+        from airflow_provider_mlops.config.references import freshness_problem
 
-        if isolation := isolation_problem(self):
-            raise ValueError(isolation)
+        if problem := freshness_problem(self) or isolation_problem(self):
+            raise ValueError(problem)
         return self
 
     @property

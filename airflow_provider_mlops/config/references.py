@@ -4,6 +4,7 @@ The files and folders a config names, and whether they are where their reader lo
     config_references(config)        every path or URI the config names, and who reads it
     reference_errors(loaded, ...)    a ConfigError for each one that cannot be read as named
     files_to_publish(loaded, ...)    the files CI publishes beside mlops.yaml
+    checks_data_freshness(config)    whether the retrain decision reads the training data's age
 
 Who reads what:
 
@@ -13,6 +14,9 @@ Who reads what:
 - the deploy task reads ``deployment.smoke_test.payload_file`` on the worker, whatever the backend;
 - SageMaker and Kubernetes run the entrypoints inside ``image`` and read their data from
   ``s3://`` (or ``pvc://``): nothing of theirs is looked for on the worker.
+- the retrain decision (``schedule.retrain_on_new_data``) reads when the training channels last
+  changed: the files of a local channel, the objects under an ``s3://`` prefix (through the
+  model's AWS connection). It cannot read ``pvc://`` or any other scheme.
 
 Relative paths resolve from the folder of ``mlops.yaml`` (:meth:`LoadedConfig.resolve`). When CI
 publishes a config (``mlops validate --publish``), every path the worker reads must stay inside
@@ -304,3 +308,45 @@ def files_to_publish(
 
 def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
+
+
+# --- what the retrain decision reads ----------------------------------------------------------
+
+#: URI schemes whose freshness the retrain decision reads, besides local paths (and ``file://``).
+FRESHNESS_SCHEMES = ("s3",)
+
+
+def data_scheme(location: str) -> str | None:
+    """``s3`` for ``s3://bucket/prefix``, ``pvc`` for ``pvc://...``; None for a path (``file://`` is one)."""
+    if "://" not in location or location.startswith("file://"):
+        return None
+    return location.split("://", 1)[0].lower()
+
+
+def unreadable_freshness(config: MlopsConfig) -> dict[str, str]:
+    """The training channels whose freshness the retrain decision cannot read: field → location."""
+    return {f"training.channels.{name}": location for name, location in config.training.channels.items()
+            if data_scheme(location) not in (None, *FRESHNESS_SCHEMES)}
+
+
+def checks_data_freshness(config: MlopsConfig) -> bool:
+    """
+    Whether the retrain decision reads the training data's freshness.
+
+    ``schedule.retrain_on_new_data`` when set (true is refused at validation when a channel cannot
+    be read, :func:`freshness_problem`); unset, true when every training channel can be read.
+    """
+    wanted = config.schedule.retrain_on_new_data
+    return wanted if wanted is not None else not unreadable_freshness(config)
+
+
+def freshness_problem(config: MlopsConfig) -> str | None:
+    """Why ``retrain_on_new_data: true`` cannot work with these channels, as ``field: problem``; None when it can."""
+    unreadable = unreadable_freshness(config)
+    if config.schedule.retrain_on_new_data is not True or not unreadable:
+        return None
+    field, location = next(iter(unreadable.items()))
+    return (f"schedule.retrain_on_new_data: is true, but {field} is '{location}', and the retrain decision can only "
+            f"read when local paths and s3:// prefixes last changed, not {data_scheme(location)}://, so it would never "
+            "see new data there. Set retrain_on_new_data: false and let max_model_age_days (or a CI retrain) decide, "
+            "or move the channel to s3:// or a local path")

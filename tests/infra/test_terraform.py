@@ -490,30 +490,48 @@ def published_defaults(resource_name: str) -> dict[str, Any]:
 
 
 def test_published_config_defaults_load_with_the_example_models(tmp_path: Path) -> None:
-    yaml = pytest.importorskip("yaml")
-    loader = pytest.importorskip("airflow_provider_mlops.config.loader")
+    """
+    Terraform's published defaults load under every example: the org layer under all of them,
+    the per-model layer (rollback alarms) under the SageMaker-served ones. A locally served model
+    refuses inherited alarms, naming the defaults file, until its own mlops.yaml opts out.
+    """
+    import yaml
+
+    from airflow_provider_mlops.config import loader
+    from airflow_provider_mlops.exceptions import ConfigError
+
     examples = sorted((REPO / "examples").glob("*/mlops.yaml"))
-    if not examples:
-        pytest.skip("examples/ has no mlops.yaml yet")
+    assert examples, "examples/ has no mlops.yaml"
 
     org = published_defaults("org_config_defaults")
     per_model = published_defaults("model_config_defaults")
     root = tmp_path / "mlops"  # s3://<dags bucket>/dags/mlops, MLOPS_CONFIG_PATH on MWAA
     root.mkdir()
     (root / loader.DEFAULTS_FILENAME).write_text(yaml.safe_dump(org))
+    served_on = set()
     for example in examples:
         data = yaml.safe_load(example.read_text())
         folder = root / data["project"] / data["model"]
         folder.mkdir(parents=True)
-        (folder / loader.DEFAULTS_FILENAME).write_text(yaml.safe_dump(per_model))
         (folder / loader.CONFIG_FILENAME).write_text(example.read_text())
+        serving = loader.load_config(folder / loader.CONFIG_FILENAME, root=root).config.serving_backend
+        served_on.add(serving)
+        model_defaults = folder / loader.DEFAULTS_FILENAME
+        model_defaults.write_text(yaml.safe_dump(per_model))
+        if serving == "local" and "auto_rollback_alarms" not in data.get("deployment", {}):
+            with pytest.raises(ConfigError) as refused:
+                loader.load_config(folder / loader.CONFIG_FILENAME, root=root)
+            assert str(model_defaults) in str(refused.value) and "auto_rollback_alarms: []" in str(refused.value)
+            data.setdefault("deployment", {})["auto_rollback_alarms"] = []
+            (folder / loader.CONFIG_FILENAME).write_text(yaml.safe_dump(data))
 
         config = loader.load_config(folder / loader.CONFIG_FILENAME, root=root).config
         own = data.get("aws", {})
         assert config.aws.role_arn == own.get("role_arn", SAMPLE_VALUES["role_arn"])
         assert config.aws.artifacts_uri == own.get("artifacts_uri", SAMPLE_VALUES["artifacts_uri"])
-        if "auto_rollback_alarms" not in data.get("deployment", {}):
+        if serving == "sagemaker" and "auto_rollback_alarms" not in data.get("deployment", {}):
             assert config.deployment.auto_rollback_alarms == SAMPLE_VALUES["auto_rollback_alarms"]
         if "sns" not in data.get("notifications", {}):
             assert config.notifications.sns is not None
             assert config.notifications.sns.topic_arn == SAMPLE_VALUES["topic_arn"]
+    assert served_on == {"local", "sagemaker"}, f"the examples should cover both serving backends, got {served_on}"

@@ -3,7 +3,8 @@ The SageMaker Model Registry against moto (server mode, through the Airflow AWS 
 
 moto 5.2.5 cannot resolve model-package ARNs in AddTags/ListTags; the session fixture patches
 moto's ARN lookup (see conftest.py), and :func:`test_semver_tag_request_matches_the_api_model`
-also checks the AddTags request with botocore's Stubber against the real API model.
+also checks the AddTags request that ``register`` sends with botocore's Stubber (scoped to
+AddTags, so the rest of ``register`` runs on moto) against the real API model.
 """
 
 from __future__ import annotations
@@ -176,15 +177,37 @@ def test_latest_production_and_promote(aws: Aws) -> None:
         reg.get(GROUP, "9.9.9")
 
 
-def test_semver_tag_request_matches_the_api_model(moto_server: str) -> None:
-    """AddTags on a model-package ARN, checked by Stubber against the real API model."""
+class AddTagsStubber(Stubber):
+    """botocore's Stubber on AddTags alone: the registry's other calls still go to moto."""
+
+    EVENTS = ("before-parameter-build.sagemaker.AddTags", "before-call.sagemaker.AddTags")
+
+    def activate(self) -> None:
+        self.client.meta.events.register_first(self.EVENTS[0], self._assert_expected_params,
+                                               unique_id=self._expected_params_event_id)
+        self.client.meta.events.register(self.EVENTS[1], self._get_response_handler, unique_id=self._event_id)
+
+    def deactivate(self) -> None:
+        self.client.meta.events.unregister(self.EVENTS[0], self._assert_expected_params,
+                                           unique_id=self._expected_params_event_id)
+        self.client.meta.events.unregister(self.EVENTS[1], self._get_response_handler, unique_id=self._event_id)
+
+
+def test_semver_tag_request_matches_the_api_model(aws: Aws) -> None:
+    """register() tags the new package with AddTags, checked by Stubber against the real API model."""
     reg = registry()
-    arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model-package/{GROUP}/7"
-    stubber = Stubber(reg.hook.conn)
-    stubber.add_response("add_tags", {"Tags": [{"Key": "mlops:semver", "Value": "1.0.6"}]},
-                         {"ResourceArn": arn, "Tags": [{"Key": "mlops:semver", "Value": "1.0.6"}]})
-    with stubber:
-        reg.hook.conn.add_tags(ResourceArn=arn, Tags=[{"Key": "mlops:semver", "Value": "1.0.6"}])
+    arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model-package/{GROUP}/1"
+    tags = [{"Key": "mlops:semver", "Value": "1.0.0"}]
+    with AddTagsStubber(reg.hook.conn) as stubber:
+        stubber.add_response("add_tags", {"Tags": tags}, {"ResourceArn": arn, "Tags": tags})
+        version = register(reg, "run-1")  # everything else (group, package, metadata) on moto
+        stubber.assert_no_pending_responses()
+    assert (version.arn, version.semver) == (arn, "1.0.0")
+    assert aws.client("sagemaker").list_tags(ResourceArn=arn)["Tags"] == []  # the stub answered, not moto
+    # With tag_model_packages off, register sends no AddTags: an unexpected call would fail the stubber.
+    untagged = SageMakerModelRegistry(region_name="us-east-1", artifacts_uri=ARTIFACTS, tag_model_packages=False)
+    with AddTagsStubber(untagged.hook.conn) as stubber:
+        assert register(untagged, "run-2").semver == "1.0.1"
         stubber.assert_no_pending_responses()
 
 

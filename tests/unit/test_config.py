@@ -291,3 +291,102 @@ def test_files_to_publish_are_bounded(tmp_path: Path) -> None:
         files_to_publish(load_config(folder / "mlops.yaml", root=folder), limit_bytes=200_000)
     assert "over the 0.2 MB limit" in str(info.value) and "data/train/big.csv" in str(info.value)
     assert "Fix:" in str(info.value)
+
+
+# --- keys that would validate and then do nothing are refused (issue 13) ---------------------
+
+
+def _line_of(path: Path, text: str) -> int:
+    return next(i + 1 for i, line in enumerate(path.read_text().splitlines()) if text in line)
+
+
+@pytest.mark.parametrize(("example", "channels", "location"), [
+    ("breast-cancer-gpu", None, "pvc://mlops-data/breast-cancer/train"),  # as the Kubernetes example has it
+    ("diabetes", "{train: data/train}", "gs://bucket/diabetes/train"),
+])
+def test_retrain_on_new_data_is_refused_for_a_channel_it_cannot_read(tmp_path: Path, example: str, channels: str | None,
+                                                                     location: str) -> None:
+    config = _example_copy(tmp_path, example) / "mlops.yaml"
+    if channels:
+        _edit(config, channels, f"{{train: {location}}}")
+    config.write_text(config.read_text().rstrip("\n") + "\n  retrain_on_new_data: true\n")  # schedule: is last
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    error = refused.value
+    assert (error.path, error.field) == (str(config), "schedule.retrain_on_new_data")
+    assert error.line == _line_of(config, "retrain_on_new_data: true")
+    text = str(error)
+    assert f"training.channels.train is '{location}'" in text  # the value it cannot read
+    assert "only read when local paths and s3:// prefixes last changed" in text  # what is allowed
+    assert "Set retrain_on_new_data: false" in text and "move the channel to s3:// or a local path" in text
+
+
+def test_retrain_on_new_data_set_false_or_unset_accepts_any_channel(tmp_path: Path) -> None:
+    from airflow_provider_mlops.config.references import checks_data_freshness
+
+    config = _example_copy(tmp_path, "breast-cancer-gpu") / "mlops.yaml"
+    unset = load_config(config).config  # the example: pvc:// channels, retrain_on_new_data unset
+    assert unset.schedule.retrain_on_new_data is None and not checks_data_freshness(unset)
+    _edit(config, "  max_model_age_days: 30\n", "  max_model_age_days: 30\n  retrain_on_new_data: false\n")
+    assert not checks_data_freshness(load_config(config).config)
+    for example in ("breast-cancer", "diabetes"):  # local paths: checked, whether true or unset
+        assert checks_data_freshness(load_config(REPO / "examples" / example / "mlops.yaml").config)
+    sm = load_config(REPO / "examples" / "breast-cancer-sagemaker" / "mlops.yaml").config
+    assert not checks_data_freshness(sm)  # s3:// is readable; the example says false
+    assert checks_data_freshness(sm.model_copy(update={"schedule": sm.schedule.model_copy(update={"retrain_on_new_data": None})}))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "problem"),
+    [
+        ("strategy: all_at_once", "strategy: canary", "deployment.strategy", "'canary' is a SageMaker blue/green traffic shift"),
+        ("strategy: all_at_once", "strategy: linear", "deployment.strategy", "'linear' is a SageMaker blue/green traffic shift"),
+        ("strategy: all_at_once", "strategy: all_at_once\n  auto_rollback_alarms: [bc-5xx]", "deployment.auto_rollback_alarms",
+         "['bc-5xx'] are CloudWatch alarms that SageMaker watches"),
+    ],
+)
+def test_local_serving_refuses_sagemaker_deployment_guardrails(tmp_path: Path, old: str, new: str, field: str, problem: str) -> None:
+    config = _example_copy(tmp_path) / "mlops.yaml"
+    _edit(config, old, new)
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    error = refused.value
+    assert (error.path, error.field) == (str(config), field)
+    assert error.line == _line_of(config, new.splitlines()[-1].strip())
+    assert problem in str(error) and "local serving has" in str(error)
+    assert "serve on SageMaker (deployment.backend: sagemaker" in str(error)
+
+
+def test_rollback_alarms_from_a_defaults_file_are_reported_there_with_the_override(tmp_path: Path) -> None:
+    """Terraform publishes alarms per model as defaults: a locally served model is told how to opt out."""
+    folder = _example_copy(tmp_path)
+    defaults = tmp_path / DEFAULTS_FILENAME
+    defaults.write_text("deployment:\n  auto_rollback_alarms: [mlops-dev-demo-breast-cancer-5xx]\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(folder / "mlops.yaml", root=tmp_path)
+    assert (refused.value.path, refused.value.line) == (str(defaults), 2)
+    assert "set auto_rollback_alarms: [] in this model's mlops.yaml" in str(refused.value)
+    _edit(folder / "mlops.yaml", "strategy: all_at_once", "strategy: all_at_once\n  auto_rollback_alarms: []")
+    assert load_config(folder / "mlops.yaml", root=tmp_path).config.deployment.auto_rollback_alarms == []
+
+
+def test_the_sagemaker_example_keeps_its_canary_and_alarms() -> None:
+    deployment = load_config(REPO / "examples" / "breast-cancer-sagemaker" / "mlops.yaml").config.deployment
+    assert deployment.strategy == "canary" and deployment.auto_rollback_alarms == ["demo-breast-cancer-sm-5xx"]
+
+
+def test_an_mlflow_registry_is_not_offered(tmp_path: Path) -> None:
+    from airflow_provider_mlops.exceptions import BackendNotAvailableError
+    from airflow_provider_mlops.registry import get_registry
+
+    config = _example_copy(tmp_path, "diabetes") / "mlops.yaml"
+    config.write_text(config.read_text() + "registry:\n  backend: mlflow\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    error = refused.value
+    assert (error.field, error.value, error.line) == ("registry.backend", "mlflow", _line_of(config, "backend: mlflow"))
+    assert "'local' or 'sagemaker'" in str(error)
+    schema = json.loads((REPO / "airflow_provider_mlops" / "schema" / "mlops.schema.json").read_text())
+    assert "mlflow" not in json.dumps(schema["$defs"]["Registry"])
+    with pytest.raises(BackendNotAvailableError, match=r"unknown registry 'mlflow'; known: \['local', 'sagemaker'\]"):
+        get_registry("mlflow")

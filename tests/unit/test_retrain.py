@@ -45,8 +45,15 @@ def test_a_train_run_under_way_means_no_second_one() -> None:
 
 def test_age_and_data_still_decide_once_a_version_exists() -> None:
     assert retrain_decision(NOW - timedelta(days=1), NOW, NOW, 30, True)[0]  # data newer than the version
+    retrain, why = retrain_decision(NOW - timedelta(days=1), NOW - timedelta(days=2), NOW, 30, True, 0, "data/train newest X")
+    assert not retrain and "no newer data" in why and why.endswith(": data/train newest X")
+
+
+def test_unknown_data_freshness_is_never_reported_as_no_newer_data() -> None:
     retrain, why = retrain_decision(NOW - timedelta(days=1), None, NOW, 30, True)
-    assert not retrain and "no newer data" in why
+    assert not retrain and "no newer data" not in why and "freshness is unknown" in why
+    retrain, why = retrain_decision(NOW - timedelta(days=1), None, NOW, 30, False, 0, "schedule.retrain_on_new_data is false")
+    assert why.endswith("data freshness is not checked: schedule.retrain_on_new_data is false")
 
 
 def test_the_train_dag_runs_once_at_a_time_and_the_retrain_dag_triggers_through_the_release_operator() -> None:
@@ -154,6 +161,77 @@ def test_release_json_that_is_not_json_is_a_clear_error(model: Path) -> None:
     (model / "release.json").write_text("{not json")
     with pytest.raises(AirflowFailException, match="release.json: is not JSON"):
         _decide(model)
+
+
+# --- data freshness: what the decision reads, and what it says it could not read ----------------
+
+
+def _set_channels(model: Path, channels: str, schedule: str = "") -> None:
+    config = model / "mlops.yaml"
+    text = config.read_text()
+    assert "  channels: {train: data/train}\n" in text
+    text = text.replace("  channels: {train: data/train}\n", f"  channels: {channels}\n")
+    config.write_text(text + schedule)
+
+
+def test_a_file_uri_channel_is_checked_like_a_path(model: Path) -> None:
+    """file:// is a path on the worker: newer data there retrains (it was skipped as a URI)."""
+    _set_channels(model, "{train: 'file://data/train'}")
+    _register(model, image="reg/demo/diabetes:0.3.5", image_version="0.3.5", commit="aaaaaaa")
+    branch, decision, _ = _decide(model)
+    assert branch == "trigger_train" and "the data changed at" in decision["reason"]
+    assert "file://data/train newest" in decision["reason"]
+    [channel] = decision["data"]
+    assert channel["field"] == "training.channels.train" and channel["count"] == 1 and channel["etag"] is None
+
+
+def test_older_local_data_is_a_skip_that_names_each_channel_and_its_newest_time(model: Path) -> None:
+    registry = runtime.registry_for(runtime.config_at(str(model / "mlops.yaml")))
+    past = int(time.time()) - 3600
+    for file in (model / "data").rglob("*"):
+        os.utime(file, (past, past))
+    registry.register("demo--diabetes", "0.3", idempotency_key="k-old-data", artifact_uri="x", metrics={},
+                      gate={"passed": True}, lineage={}, status=PENDING)
+    branch, decision, _ = _decide(model)
+    newest = datetime.fromtimestamp(past, UTC).isoformat()
+    assert branch == "skip_retrain" and "no newer data" in decision["reason"]
+    assert decision["reason"].endswith(f"): data/train newest {newest}")
+    assert decision["data"] == [{"field": "training.channels.train", "location": "data/train", "newest": newest,
+                                 "count": 1, "etag": None}]
+
+
+def test_an_empty_local_channel_fails_the_decision_naming_it(model: Path) -> None:
+    """Its freshness is unknown and a training would read nothing: never a quiet "no newer data"."""
+    _register(model)
+    for file in (model / "data" / "train").iterdir():
+        file.unlink()
+    with pytest.raises(AirflowFailException, match=r"training.channels.train: 'data/train' holds no files") as failed:
+        _decide(model)
+    assert str(model / "mlops.yaml") in str(failed.value) and "retrain_on_new_data: false" in str(failed.value)
+
+
+def test_retrain_on_new_data_false_says_freshness_is_not_checked(model: Path) -> None:
+    _set_channels(model, "{train: data/train}", "  retrain_on_new_data: false\n")
+    _register(model)
+    branch, decision, _ = _decide(model)
+    assert branch == "skip_retrain" and decision["data"] == []
+    assert decision["reason"].endswith("data freshness is not checked: schedule.retrain_on_new_data is false")
+
+
+def test_a_pvc_channel_is_reported_as_not_checked_not_as_no_newer_data(tmp_path: Path, mlops_home: Path) -> None:
+    """The Kubernetes example reads pvc:// data, which the decision cannot list: it says so."""
+    folder = tmp_path / "models" / "breast-cancer-gpu"
+    shutil.copytree(REPO / "examples" / "breast-cancer-gpu", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    registry = runtime.registry_for(runtime.config_at(str(folder / "mlops.yaml")))
+    registry.register("demo--breast-cancer-gpu", "1.0", idempotency_key="k1", artifact_uri="x", metrics={},
+                      gate={"passed": True}, lineage={}, status=PENDING)
+    ti = FakeTaskInstance("mlops__demo__breast-cancer-gpu__retrain", "decide")
+    operator = MlopsRetrainDecisionOperator(task_id="decide", config_path=str(folder / "mlops.yaml"))
+    assert operator.choose_branch(context(ti)) == "skip_retrain"
+    reason = ti.xcoms[("decide", "decision")]["reason"]
+    assert "no newer data" not in reason and "data freshness is not checked" in reason
+    assert "training.channels.train is 'pvc://mlops-data/breast-cancer/train'" in reason
+    assert "only local paths and s3:// prefixes can be checked" in reason
 
 
 def test_the_trigger_starts_the_train_dag_with_the_decided_conf_under_a_run_id_of_its_own() -> None:
