@@ -11,8 +11,6 @@ import json
 import os
 from pathlib import Path
 
-from airflow_provider_mlops.exceptions import MlopsError
-
 
 def cmd_endpoint(args: argparse.Namespace) -> int:
     from airflow_provider_mlops.serving.local import LocalServing, invoke
@@ -25,9 +23,7 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
         serving.stop(args.name)
         print(f"stopped endpoint {args.name}")
     else:
-        url = serving.status(args.name)["url"]
-        if not url:
-            raise MlopsError(f"endpoint {args.name} is not running under {home}")
+        url = serving.ensure_running(args.name)  # a router that died is started again on its port
         body = Path(args.payload_file).read_bytes() if args.payload_file else (args.payload or "").encode()
         status, headers, answer = invoke(url, body)
         print(f"HTTP {status} from version {headers.get('X-Mlops-Model-Version')}: {answer.decode(errors='replace')}")
