@@ -4,7 +4,7 @@ Airflow notifiers that report pipeline events: a task failing, and a deploy awai
 Both are :class:`~airflow.sdk.BaseNotifier` subclasses, so Airflow calls them as task callbacks
 (``on_failure_callback``) and as the HITL operator's ``notifiers``. They are set per task, not on
 the DAG: a DAG-level notifier fails under ``dag.test()`` (seen with Airflow 3.3). They load the model's
-config at run time, never at parse time, and never raise.
+config at run time, never at parse time (the task's pinned config when it has one), and never raise.
 """
 
 from __future__ import annotations
@@ -38,14 +38,21 @@ class _MlopsNotifier(BaseNotifier):
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         """Nothing is templated: the message is built from XCom and the config at run time."""
 
-    def _loaded(self) -> LoadedConfig:
-        from airflow_provider_mlops import runtime
+    def _loaded(self, context: Context) -> LoadedConfig:
+        """The config the task's run is pinned to (docs/versions.md), else the file as it is now."""
+        from pathlib import Path
 
+        from airflow_provider_mlops import runtime
+        from airflow_provider_mlops.config.loader import LoadedConfig
+
+        pinned = getattr(context.get("task"), "__dict__", {}).get("loaded")
+        if isinstance(pinned, LoadedConfig) and Path(pinned.path) == Path(self.config_path):
+            return pinned
         return runtime.config_at(self.config_path, self.config_root)
 
     def notify(self, context: Context) -> None:
         try:
-            self.send(context, self._loaded())
+            self.send(context, self._loaded(context))
         except Exception as exc:  # a notification never fails or blocks the pipeline
             self.log.warning("%s could not notify: %s: %s", type(self).__name__, type(exc).__name__, exc)
 

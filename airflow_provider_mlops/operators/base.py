@@ -1,5 +1,6 @@
 """
-Shared operator plumbing: the config a task runs on, failing fast, and the job-running base class.
+Shared operator plumbing: the config a task runs on (pinned per DAG run), failing fast, and the
+job-running base class.
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_mlops import runtime
 from airflow_provider_mlops.backends.base import COMPLETED, STOPPED, JobSpec, JobState
-from airflow_provider_mlops.exceptions import BackendError, MlopsError
+from airflow_provider_mlops.exceptions import BackendError, ConfigError, MlopsError
 from airflow_provider_mlops.links.console import MlopsConsoleLink, MlopsLogsLink, push_links
 from airflow_provider_mlops.naming import job_name
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_mlops.backends import ComputeBackend
     from airflow_provider_mlops.config.loader import LoadedConfig
+    from airflow_provider_mlops.config.snapshot import PinnedConfig
     from airflow_provider_mlops.registry import ModelRegistry
 
 
@@ -32,6 +34,10 @@ _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 #: The methods through which Airflow runs an operator's work; :func:`fail_fast` wraps each one.
 FAIL_FAST_METHODS = ("choose_branch", "execute", "execute_complete")
+#: The XCom key under which the first task of a run keeps the snapshot of the config it read.
+CONFIG_SNAPSHOT_KEY = "mlops_config"
+#: Upstream task states that mean the task ran (and so pinned the run's config before its work).
+_RAN_STATES = frozenset({"success", "failed"})
 
 
 def fail_fast(method: _Method) -> _Method:
@@ -61,12 +67,42 @@ def fail_fast(method: _Method) -> _Method:
     return wrapper  # type: ignore[return-value]
 
 
+def on_pinned_config(method: _Method) -> _Method:
+    """
+    Pin the task's config to its DAG run before ``method`` runs (see :meth:`MlopsConfigMixin.pin_config`).
+
+    :param method: an operator method whose first argument is the task's context.
+    :return: the wrapped method.
+    """
+    if getattr(method, "__mlops_pinned__", False):
+        return method
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        context = kwargs.get("context", args[0] if args else None)
+        if context is not None:
+            self.pin_config(context)
+        return method(self, *args, **kwargs)
+
+    wrapper.__mlops_pinned__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
 class MlopsConfigMixin:
     """
     Gives an operator the model config it runs on, loaded at run time (never at parse time).
 
-    Every subclass's ``execute``, ``execute_complete`` and ``choose_branch`` go through
-    :func:`fail_fast`, so an error no retry can fix fails the task without spending retries.
+    A DAG run is pinned to one config: the first task of the run that needs it reads
+    ``mlops.yaml`` (with its defaults layers) and pushes a snapshot of it as the XCom
+    :data:`CONFIG_SNAPSHOT_KEY`; every later task of the run (and the same task resuming after a
+    deferral) rebuilds the config from that snapshot and reads no file, so a config published
+    while the run is in flight changes nothing in it. A task whose upstream MLOps tasks already
+    ran but whose snapshot is gone fails, instead of reading a config the run did not start with.
+
+    Every subclass's ``execute``, ``execute_complete`` and ``choose_branch`` pin the config
+    first, and go through :func:`fail_fast`, so an error no retry can fix fails the task without
+    spending retries. An operator outside a DAG (called directly) has no run to pin to: it reads
+    the file.
 
     :param config_path: the model's ``mlops.yaml``.
     :param config_root: the folder its layered defaults are searched up to.
@@ -74,16 +110,20 @@ class MlopsConfigMixin:
 
     config_path: str
     config_root: str | None
+    task_id: str
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name in FAIL_FAST_METHODS:
             method = cls.__dict__.get(name)
             if callable(method):
-                setattr(cls, name, fail_fast(method))
+                setattr(cls, name, fail_fast(on_pinned_config(method)))
 
     @cached_property
     def loaded(self) -> LoadedConfig:
+        context = self._running_context()
+        if context is not None:
+            return self.pin_config(context)
         return runtime.config_at(self.config_path, self.config_root)
 
     @cached_property
@@ -93,6 +133,92 @@ class MlopsConfigMixin:
     @property
     def group(self) -> str:
         return runtime.group_of(self.loaded)
+
+    def _running_context(self) -> Context | None:
+        """The context of the task run this operator is executing in, if it is in one."""
+        if not self._in_a_dag():
+            return None
+        from airflow.sdk import get_current_context
+
+        try:
+            context = get_current_context()
+        except RuntimeError:  # not inside a running task
+            return None
+        return context if getattr(context.get("ti"), "task_id", None) == self.task_id else None
+
+    def _in_a_dag(self) -> bool:
+        has_dag = getattr(self, "has_dag", None)
+        return bool(has_dag()) if callable(has_dag) else False
+
+    def pin_config(self, context: Context) -> LoadedConfig:
+        """
+        The config of this task's DAG run: its snapshot when a task of the run took one, else the
+        file, read now and snapshotted for the rest of the run.
+
+        Logs ``config <path> sha256:<12 hex> (pinned by <task> at <time>)`` once per task run.
+
+        :param context: the task's context.
+        :return: the config; also what :attr:`loaded` returns from now on.
+        :raises ConfigError: the snapshot is gone although upstream tasks of the run ran with it,
+            or it is damaged.
+        """
+        if not self._in_a_dag():
+            return self.loaded
+        ti = context["ti"]
+        run = (ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1), getattr(ti, "try_number", None))
+        if self.__dict__.get("_mlops_pinned_run") == run and "loaded" in self.__dict__:
+            return self.__dict__["loaded"]
+        from airflow_provider_mlops.config.snapshot import PinnedConfig, take_snapshot
+
+        pinned = self._pinned_by_the_run(ti)
+        if pinned is None:
+            loaded = runtime.config_at(self.config_path, self.config_root)
+            pinned = PinnedConfig(loaded, ti.task_id, datetime.now(UTC).isoformat(timespec="seconds"))
+            ti.xcom_push(key=CONFIG_SNAPSHOT_KEY, value=take_snapshot(pinned))
+        self.__dict__["loaded"] = pinned.loaded
+        self.__dict__["_mlops_pinned_run"] = run
+        self.log.info("%s", pinned.describe())  # type: ignore[attr-defined]
+        return pinned.loaded
+
+    def _config_tasks_upstream(self) -> list[str]:
+        """The upstream tasks that run on this task's config, roots first."""
+        operator: Any = self
+        dag = operator.dag
+        same: list[Any] = []
+        for task_id in operator.get_flat_relative_ids(upstream=True):
+            task = dag.get_task(task_id)
+            if isinstance(task, MlopsConfigMixin) and (task.config_path, task.config_root) == (
+                self.config_path, self.config_root
+            ):
+                same.append(task)
+        # An ancestor has fewer ancestors than its descendants: this order puts roots first.
+        same.sort(key=lambda t: (len(t.get_flat_relative_ids(upstream=True)), t.task_id))
+        return [t.task_id for t in same]
+
+    def _pinned_by_the_run(self, ti: Any) -> PinnedConfig | None:
+        """The run's pinned config from the XCom of an upstream task (or this one, resuming); None when first."""
+        from airflow_provider_mlops.config.snapshot import restore_snapshot
+
+        upstream = self._config_tasks_upstream()
+        fix = (f"clear the run {ti.run_id} of {ti.dag_id} from its first task ({(upstream or [ti.task_id])[0]}) "
+               "with its downstream tasks, so that the whole run starts again on one config")
+        for task_id in [*upstream, ti.task_id]:
+            value = ti.xcom_pull(task_ids=task_id, key=CONFIG_SNAPSHOT_KEY)
+            if value is not None:
+                source = f"XCom '{CONFIG_SNAPSHOT_KEY}' of task {task_id} in run {ti.run_id} of {ti.dag_id}"
+                return restore_snapshot(value, source=source, fix=fix)
+        if not upstream:
+            return None
+        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=upstream, run_ids=[ti.run_id]).get(ti.run_id, {})
+        ran = [task_id for task_id in upstream if str(states.get(task_id)) in _RAN_STATES]
+        if ran:
+            raise ConfigError(
+                f"task {ti.task_id} of run {ti.run_id} of {ti.dag_id} found no snapshot of the config the run started "
+                f"with (XCom '{CONFIG_SNAPSHOT_KEY}'), although its upstream task(s) {', '.join(ran)} already ran "
+                "with it; the file is not read again, because it may have changed since",
+                path=self.config_path, fix=fix,
+            )
+        return None
 
 
 class MlopsBaseOperator(MlopsConfigMixin, BaseOperator):
