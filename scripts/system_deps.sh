@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The Debian packages the test suite needs beyond Python: PostgreSQL (the real-runtime suite's
 # metadata DB), Chromium (the browser tests, driven by Playwright) and git (the model repositories
-# the runtime suite commits). Installed with apt-get when missing; CI runs as root.
+# the runtime suite commits), podman, runc and mmdebstrap (the container tests build and run the model
+# images; scripts/containers.sh writes podman's settings and builds the base image). Installed with
+# apt-get when missing; CI runs as root.
 set -euo pipefail
 
 missing=()
@@ -9,6 +11,9 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v git >/dev/null || missing+=(git)
 command -v runuser >/dev/null || missing+=(util-linux)
+for tool in podman runc mmdebstrap; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

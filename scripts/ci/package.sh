@@ -8,12 +8,26 @@
 # MLOPS_PROJECT, MLOPS_MODEL, MLOPS_COMMIT). The repository must exist (Terraform makes one per
 # model) and tags are immutable: an existing semver tag is an error, an existing commit tag
 # (an earlier build of the same commit) is left as it is. MLOPS_IMAGE is pinned by digest.
+#
+# The engine: inside GitLab, docker (the job's dind service). Elsewhere MLOPS_DOCKER, or by default
+# the provider's engine module: docker when its daemon answers, else podman with the settings of
+# scripts/containers.sh. The build context gets mlops-wheels/: the provider's wheel built from this
+# checkout (the image installs the model server from it, never from an index); MLOPS_PROVIDER_WHEEL
+# names a wheel built already (outside GitLab only; the tests build one per session).
 # shellcheck source=scripts/ci/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 out="${1:-package.env}"
 require_vars MLOPS_VERSION MLOPS_COMMIT_TAG MLOPS_ECR_REPOSITORY MLOPS_PROJECT MLOPS_MODEL MLOPS_COMMIT
-docker="${MLOPS_DOCKER:-docker}"
+provider_root="$(cd "$MLOPS_CI_DIR/../.." && pwd)"
+[ "${GITLAB_CI:-}" != true ] || unset MLOPS_PROVIDER_WHEEL
+docker="$MLOPS_DOCKER"
+if [ "${GITLAB_CI:-}" != true ] && [ "$docker" = docker ]; then
+  engine="$(PYTHONPATH="$provider_root" "$MLOPS_PYTHON" -m airflow_provider_mlops.engine env)" ||
+    die "no container engine to build the image with (see the error above)"
+  eval "$engine" # export MLOPS_DOCKER=<the CLI> and podman's settings, shell-quoted by the module
+  docker="$MLOPS_DOCKER"
+fi
 context="$MLOPS_WORKDIR/$MLOPS_MODEL_DIR"
 dockerfile="${MLOPS_DOCKERFILE:-$context/Dockerfile}"
 [ -f "$dockerfile" ] || die "$dockerfile not found: the model repository needs a Dockerfile (MLOPS_DOCKERFILE)"
@@ -49,6 +63,19 @@ if tag_exists "$MLOPS_COMMIT_TAG"; then
 else
   tags+=("$MLOPS_COMMIT_TAG")
 fi
+
+# mlops-wheels/ in the context: exactly one provider wheel, from this checkout.
+wheels="$context/mlops-wheels"
+if [ -n "${MLOPS_PROVIDER_WHEEL:-}" ]; then
+  [ -f "$MLOPS_PROVIDER_WHEEL" ] || die "MLOPS_PROVIDER_WHEEL is '$MLOPS_PROVIDER_WHEEL', which is not a file: unset it to build the wheel"
+  mkdir -p "$wheels"
+  rm -f "$wheels"/airflow_provider_mlops-*.whl
+  cp "$MLOPS_PROVIDER_WHEEL" "$wheels/"
+else
+  MLOPS_PYTHON="$MLOPS_PYTHON" bash "$provider_root/scripts/containers.sh" wheel "$wheels" >/dev/null ||
+    die "could not build the provider's wheel from $provider_root (pip wheel, see above)"
+fi
+log "provider wheel in the build context: $(cd "$wheels" && ls airflow_provider_mlops-*.whl)"
 
 ci_aws ecr-password | "$docker" login --username AWS --password-stdin "$registry"
 build=(build --file "$dockerfile"

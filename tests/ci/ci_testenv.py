@@ -5,6 +5,7 @@ run here (the docker CLI, GitLab's artifacts API) and real servers for the rest 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -27,17 +28,71 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def make_shims(directory: Path) -> Path:
-    """``mlops`` (this checkout's CLI) and ``docker`` (fake_docker.py) on a PATH folder."""
+    """
+    ``mlops`` (this checkout's CLI) and ``docker`` (fake_docker.py) on a PATH folder, and the
+    provider's wheel (``scripts/containers.sh wheel``), built once for package.sh's build contexts.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     shims = {
         "mlops": f'PYTHONPATH="{REPO}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{sys.executable}" -m airflow_provider_mlops.cli "$@"',
         "docker": f'exec "{sys.executable}" "{HERE / "fake_docker.py"}" "$@"',
     }
     for name, body in shims.items():
-        path = directory / name
-        path.write_text(f"#!/bin/sh\n{body}\n")
-        path.chmod(0o755)
+        write_shim(directory / name, body)
+    wheel = subprocess.run(
+        ["bash", str(REPO / "scripts" / "containers.sh"), "wheel", str(directory / "wheel")],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert wheel.returncode == 0, f"scripts/containers.sh wheel failed:\n{wheel.stderr}"
     return directory
+
+
+@functools.cache
+def containers_env() -> dict[str, str]:
+    """What ``scripts/containers.sh`` (installs podman and builds the base once) asks to export."""
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "containers.sh")],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert result.returncode == 0, f"scripts/containers.sh failed:\n{result.stderr[-4000:]}"
+    pairs = (line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines() if line.startswith("export "))
+    return {key: value for key, value in pairs}
+
+
+def write_shim(path: Path, body: str) -> None:
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+def engine_shim(directory: Path, engine_binary: str) -> Path:
+    """
+    A ``docker`` that builds with the real engine, then lets fake_docker.py record the build, log
+    in and push. Pushing cannot reach a registry here: moto implements ECR's API (PutImage,
+    DescribeImages, GetAuthorizationToken) but not the registry protocol (``/v2/`` blob and
+    manifest uploads) a real ``push`` speaks, so the push half stays on the fake, which refuses
+    to push a tag the real engine did not build.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fake = f'"{sys.executable}" "{HERE / "fake_docker.py"}"'
+    write_shim(
+        directory / "docker",
+        # podman's network plugins find iptables on PATH; a job's PATH may lack the sbin folders.
+        'PATH="$PATH:/usr/sbin:/sbin"\n'
+        f'case "$1" in\n'
+        f'  build) "{engine_binary}" "$@" || exit $? ;;\n'
+        f'  push) "{engine_binary}" image exists "$2" || {{ echo "engine shim: $2 was not built" >&2; exit 1; }} ;;\n'
+        f"esac\n"
+        f'exec {fake} "$@"',
+    )
+    return directory / "docker"
 
 
 def base_env(shims: Path, workdir: Path, **extra: str) -> dict[str, str]:
@@ -52,6 +107,9 @@ def base_env(shims: Path, workdir: Path, **extra: str) -> dict[str, str]:
         "MLOPS_ORG_DEFAULTS": str(REPO / "dags" / "mlops" / "mlops-defaults.yaml"),
         "CI_PIPELINE_ID": "4242",
         "GITLAB_USER_LOGIN": "alice",
+        # The fake, named: "docker" (the default) would make package.sh look for a real engine.
+        "MLOPS_DOCKER": str(shims / "docker"),
+        "MLOPS_PROVIDER_WHEEL": str(next((shims / "wheel").glob("airflow_provider_mlops-*.whl"))),
     }
     env.update(extra)
     return env

@@ -3,20 +3,33 @@ The MLOps pipeline's job scripts (scripts/ci/), run as the jobs run them.
 
 Real: bash, the mlops CLI of this checkout, boto3 against moto (ECR, S3), the trigger Lambda's
 handler (called in-process by ci_aws.py, as ``aws lambda invoke`` would reach it) against a real
-Airflow api-server. Stand-ins, because they cannot run here: the docker CLI (fake_docker.py
-pushes manifests to moto) and GitLab's job artifacts API (a loopback HTTP server).
+Airflow api-server, and once the real container engine (podman) building the example's image.
+Stand-ins, because they cannot run here: docker login and push (fake_docker.py pushes manifests
+to moto) and GitLab's job artifacts API (a loopback HTTP server).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
 import boto3
 import pytest
-from ci_testenv import EXAMPLE, REPO, bundle_artifacts, fake_gitlab, read_dotenv, run_script
+from ci_testenv import (
+    EXAMPLE,
+    REPO,
+    bundle_artifacts,
+    containers_env,
+    engine_shim,
+    fake_gitlab,
+    read_dotenv,
+    run_script,
+)
 from trigger_testenv import COMMIT, ECR_REGISTRY, aws_env
+
+from airflow_provider_mlops.engine import find_engine
 
 PROJECT_ID, JOB_ID, JOB_TOKEN = "314", "2718", "job-token-value"
 REPOSITORY = "demo/breast-cancer"
@@ -228,6 +241,36 @@ def test_package_without_the_models_repository_says_to_add_it_to_terraform(ecr):
     assert result.returncode == 3
     assert "terraform/envs/" in result.output
     assert not (workdir / "docker.log").exists(), "nothing was built"
+
+
+@pytest.mark.timeout(1800)  # the first run installs podman and builds the base image
+def test_package_builds_the_real_image_with_the_engine_and_labels_it(ecr, tmp_path):
+    """
+    package.sh with the real engine (podman here, docker where its daemon answers) building the
+    example's image from the wheel of this checkout. Login and push stay on the fake: moto serves
+    ECR's API but not the registry protocol a real push speaks (see ci_testenv.engine_shim).
+    """
+    client, workdir, env = ecr
+    engine = find_engine({**os.environ, **containers_env()})
+    env.update(containers_env(), MLOPS_UPSTREAM_PROJECT_URL="https://gitlab.example.com/ml/breast-cancer")
+    env["MLOPS_DOCKER"] = str(engine_shim(tmp_path / "engine", engine.binary))
+    image = f"{ECR_REGISTRY}/{REPOSITORY}"
+    try:
+        result = run_script("package.sh", "package.env", env=env, cwd=workdir, timeout=1500)
+        assert result.returncode == 0, result.output
+        built = engine.image(f"{image}:1.0.7")
+        assert built is not None and engine.image(f"{image}:{COMMIT[:12]}")["Id"] == built["Id"]
+        labels = built["Config"]["Labels"]
+        assert labels["org.opencontainers.image.version"] == "1.0.7"
+        assert labels["org.opencontainers.image.revision"] == COMMIT
+        assert labels["org.opencontainers.image.source"] == "https://gitlab.example.com/ml/breast-cancer"
+        name = f"mlops-ci-test-{tmp_path.name}"
+        entrypoints = engine.run(f"{image}:1.0.7", ["sh", "-c", "command -v train && command -v serve"], name=name, timeout=300)
+        assert entrypoints.logs.split() == ["/usr/local/bin/train", "/usr/local/bin/serve"], entrypoints.logs
+        tags = client.describe_images(repositoryName=REPOSITORY)["imageDetails"][0]["imageTags"]
+        assert sorted(tags) == sorted(["1.0.7", COMMIT[:12]])
+    finally:
+        engine.call(["rmi", "--force", f"{image}:1.0.7", f"{image}:{COMMIT[:12]}"], timeout=120, check=False)
 
 
 # --- publish: validate and upload mlops.yaml --------------------------------------------------
