@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import pytest
 import yaml
+from system_helpers import serialize_dag
 
 from airflow_provider_mlops import cli, runtime
 from airflow_provider_mlops.airflow_api import AirflowApiError, run_api_server
@@ -26,20 +27,6 @@ from airflow_provider_mlops.registry.base import APPROVED, PENDING
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.system
 GROUP = "demo--governed"
-
-
-def _serialize(dag: Any) -> None:
-    """Write an ad-hoc DAG to the metadata DB, as the dag processor would."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-    with create_session() as session:
-        update_dag_parsing_results_in_db("dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(),
-                                         session=session)
 
 
 def _model(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
@@ -57,7 +44,7 @@ def _model(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     (model / "mlops.yaml").write_text(yaml.safe_dump(config))
     dags = {spec.kind: render_dag(spec) for spec in plan_model(load_config(model / "mlops.yaml", root=root), str(root))}
     for dag in dags.values():
-        _serialize(dag)
+        serialize_dag(dag)
     return model / "mlops.yaml", dags
 
 

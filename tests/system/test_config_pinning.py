@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from system_helpers import serialize_dag
 
 from airflow_provider_mlops.config.loader import load_config
 from airflow_provider_mlops.config.snapshot import short_digest
@@ -39,20 +40,6 @@ TRAIN_THEN_PUBLISH = textwrap.dedent(
 )
 
 
-def _serialize(dag: Any) -> None:
-    """Write an ad-hoc DAG to the metadata DB, as the dag processor would."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-    with create_session() as session:
-        update_dag_parsing_results_in_db("dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(),
-                                         session=session)
-
-
 def _model(tmp_path: Path, name: str) -> tuple[Path, dict[str, Any]]:
     """The breast-cancer example as demo/<name>, under an organisation defaults layer; its DAGs, serialized."""
     from airflow_provider_mlops.factory.plan import plan_model
@@ -69,7 +56,7 @@ def _model(tmp_path: Path, name: str) -> tuple[Path, dict[str, Any]]:
     (model / "train_then_publish.py").write_text(TRAIN_THEN_PUBLISH)
     dags = {spec.kind: render_dag(spec) for spec in plan_model(load_config(model / "mlops.yaml", root=root), str(root))}
     for dag in dags.values():
-        _serialize(dag)
+        serialize_dag(dag)
     return model / "mlops.yaml", dags
 
 

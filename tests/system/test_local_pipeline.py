@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from system_helpers import serialize_dag
 
 from airflow_provider_mlops import cli, runtime
 from airflow_provider_mlops.airflow_api import run_api_server
@@ -42,20 +43,6 @@ def _dag(name: str) -> Any:
 def _run(dag: Any, conf: dict[str, Any]) -> Any:
     run = dag.test(run_conf=conf)
     return run, {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-
-
-def _serialize(dag: Any) -> None:
-    """Write an ad-hoc DAG to the metadata DB, as the dag processor would."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-    with create_session() as session:
-        update_dag_parsing_results_in_db("dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(),
-                                         session=session)
 
 
 def _tries(run: Any, task_id: str) -> int:
@@ -225,7 +212,7 @@ def test_a_retrain_trains_the_last_release_once(airflow_db: Path, mlops_home: Pa
     (model / "mlops.yaml").write_text(yaml.safe_dump(config))
     dags = {spec.kind: render_dag(spec) for spec in plan_model(load_config(model / "mlops.yaml", root=root), str(root))}
     for dag in dags.values():
-        _serialize(dag)
+        serialize_dag(dag)
 
     run, states = _run(dags["train"], {"requested_by": "a-person"})
     assert str(run.state) == "success", states
