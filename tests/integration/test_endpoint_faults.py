@@ -21,33 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from endpoint_models import INFERENCE, model_folder
 
 from airflow_provider_mlops._proc import pid_alive
 from airflow_provider_mlops.airflow_api import free_port
 from airflow_provider_mlops.exceptions import DeploymentError
 from airflow_provider_mlops.serving.local import LocalServing, invoke
-
-INFERENCE = """
-import json, os, signal
-from pathlib import Path
-
-def model_fn(model_dir):
-    spec = json.loads(Path(model_dir, "model.json").read_text())
-    if spec.get("kill_router"):  # the router dies while this version starts: mid-deploy
-        pid = json.loads(Path(spec["kill_router"]).read_text())["pid"]
-        os.killpg(pid, signal.SIGKILL)
-    return spec
-
-def predict_fn(data, model):
-    return {"version": model["name"], "echo": data}
-"""
-
-
-def _model(tmp: Path, name: str, **extra: object) -> str:
-    folder = tmp / f"model-{name}"
-    folder.mkdir()
-    (folder / "model.json").write_text(json.dumps({"name": name, **extra}))
-    return str(folder)
 
 
 def process_cmdline(pid: int) -> list[str] | None:
@@ -112,7 +91,7 @@ def _state(serving: LocalServing, name: str) -> dict[str, object]:
 
 def test_a_killed_router_worker_is_replaced_by_its_supervisor(served) -> None:
     serving, code, tmp = served
-    url = serving.deploy_model("ep", version="1.0.0", model_dir=_model(tmp, "v1"), code_dir=str(code))["url"]
+    url = serving.deploy_model("ep", version="1.0.0", model_dir=model_folder(tmp, "v1"), code_dir=str(code))["url"]
     supervisor = int(_state(serving, "router.json")["pid"])  # type: ignore[call-overload]
     [worker] = _router_workers(supervisor)
     os.kill(worker, signal.SIGKILL)
@@ -134,7 +113,7 @@ def test_a_killed_router_worker_is_replaced_by_its_supervisor(served) -> None:
 
 def test_a_killed_router_is_started_again_by_the_next_invoke(served) -> None:
     serving, code, tmp = served
-    deployed = serving.deploy_model("ep", version="1.0.0", model_dir=_model(tmp, "v1"), code_dir=str(code))
+    deployed = serving.deploy_model("ep", version="1.0.0", model_dir=model_folder(tmp, "v1"), code_dir=str(code))
     router = int(_state(serving, "router.json")["pid"])  # type: ignore[call-overload]
     os.killpg(router, signal.SIGKILL)  # the supervisor and its worker: nothing restarts them by itself
     _wait_gone(router)
@@ -147,7 +126,7 @@ def test_a_killed_router_is_started_again_by_the_next_invoke(served) -> None:
 
 def test_mlops_endpoint_invoke_starts_a_dead_router_again(served) -> None:
     serving, code, tmp = served
-    deployed = serving.deploy_model("ep", version="1.0.0", model_dir=_model(tmp, "v1"), code_dir=str(code))
+    deployed = serving.deploy_model("ep", version="1.0.0", model_dir=model_folder(tmp, "v1"), code_dir=str(code))
     router = int(_state(serving, "router.json")["pid"])  # type: ignore[call-overload]
     os.killpg(router, signal.SIGKILL)
     _wait_gone(router)
@@ -161,10 +140,10 @@ def test_mlops_endpoint_invoke_starts_a_dead_router_again(served) -> None:
 
 def test_router_death_during_a_deploy_leaves_consistent_state_and_no_orphan(served) -> None:
     serving, code, tmp = served
-    serving.deploy_model("ep", version="1.0.0", model_dir=_model(tmp, "v1"), code_dir=str(code))
+    serving.deploy_model("ep", version="1.0.0", model_dir=model_folder(tmp, "v1"), code_dir=str(code))
     old_server = int(_state(serving, "current.json")["pid"])  # type: ignore[call-overload]
     old_router = int(_state(serving, "router.json")["pid"])  # type: ignore[call-overload]
-    killer = _model(tmp, "v2", kill_router=str(serving.state_dir("ep") / "router.json"))
+    killer = model_folder(tmp, "v2", kill_router=str(serving.state_dir("ep") / "router.json"))
     try:
         result = serving.deploy_model("ep", version="1.0.1", model_dir=killer, code_dir=str(code), health_timeout=30)
     except DeploymentError as exc:  # allowed: a clear error, with the old version's record intact
@@ -221,7 +200,7 @@ def test_a_stale_router_pid_is_recognised_and_never_signalled(served) -> None:
 def _model_once(tmp: Path) -> Path:
     folder = tmp / "model-v1"
     if not folder.exists():
-        _model(tmp, "v1")
+        model_folder(tmp, "v1")
     return folder
 
 
@@ -230,11 +209,11 @@ def test_a_corrupt_router_json_is_recovered_without_a_second_router(served) -> N
     state = serving.state_dir("ep")
     state.mkdir(parents=True)
     (state / "router.json").write_text('{"pid": 12')  # torn before the first deploy
-    first = serving.deploy_model("ep", version="1.0.0", model_dir=_model(tmp, "v1"), code_dir=str(code))
+    first = serving.deploy_model("ep", version="1.0.0", model_dir=model_folder(tmp, "v1"), code_dir=str(code))
     router = int(_state(serving, "router.json")["pid"])  # type: ignore[call-overload]
     (state / "router.json").write_text("\x00\x00 not json")  # torn while the router runs
     assert serving.status("ep")["router_pid"] == router  # found by its command line
-    second = serving.deploy_model("ep", version="1.0.1", model_dir=_model(tmp, "v2"), code_dir=str(code))
+    second = serving.deploy_model("ep", version="1.0.1", model_dir=model_folder(tmp, "v2"), code_dir=str(code))
     assert second["url"] == first["url"] and _state(serving, "router.json")["pid"] == router
     assert invoke(second["url"], b"[5]")[1]["X-Mlops-Model-Version"] == "1.0.1"
     (state / "router.json").write_text("[]")
@@ -273,7 +252,7 @@ def test_a_full_disk_gives_a_clear_error_and_no_untracked_router(served, tiny_di
     serving.state_dir("ep").mkdir(parents=True)
     _fill(tiny_disk)
     with pytest.raises(DeploymentError, match=r"cannot write .*router\.json.*No space left on device.*free space"):
-        serving.deploy_model("ep", version="1.0.0", model_dir=_model(tmp, "v1"), code_dir=str(code), health_timeout=30)
+        serving.deploy_model("ep", version="1.0.0", model_dir=model_folder(tmp, "v1"), code_dir=str(code), health_timeout=30)
     assert not _pids_mentioning(str(tiny_disk)), "a process runs that no state file names"
     assert not (serving.state_dir("ep") / "router.json.tmp").exists()
 
@@ -282,10 +261,10 @@ def test_a_disk_that_fills_after_the_first_deploy_keeps_the_old_version(served, 
     _, code, tmp = served
     serving = LocalServing(tiny_disk / "home", drain_seconds=0.2)
     try:
-        url = serving.deploy_model("ep", version="1.0.0", model_dir=_model(tmp, "v1"), code_dir=str(code))["url"]
+        url = serving.deploy_model("ep", version="1.0.0", model_dir=model_folder(tmp, "v1"), code_dir=str(code))["url"]
         _fill(tiny_disk)
         with pytest.raises(DeploymentError):
-            serving.deploy_model("ep", version="1.0.1", model_dir=_model(tmp, "v2"), code_dir=str(code), health_timeout=30)
+            serving.deploy_model("ep", version="1.0.1", model_dir=model_folder(tmp, "v2"), code_dir=str(code), health_timeout=30)
         assert invoke(url, b"[6]")[1]["X-Mlops-Model-Version"] == "1.0.0"
         assert _state(serving, "current.json")["version"] == "1.0.0"
         servers = _pids_mentioning(str(serving.state_dir("ep") / "servers"))

@@ -8,30 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+from endpoint_models import INFERENCE, model_folder
 
 from airflow_provider_mlops.exceptions import DeploymentError
 from airflow_provider_mlops.serving.local import LocalServing, http_get, invoke
-
-INFERENCE = """
-import json, os
-from pathlib import Path
-
-def model_fn(model_dir):
-    spec = json.loads(Path(model_dir, "model.json").read_text())
-    if spec.get("broken"):
-        raise RuntimeError("this model cannot load")
-    return spec
-
-def predict_fn(data, model):
-    return {"version": model["name"], "echo": data}
-"""
-
-
-def _model(tmp: Path, name: str, **extra: object) -> str:
-    folder = tmp / f"model-{name}"
-    folder.mkdir()
-    (folder / "model.json").write_text(json.dumps({"name": name, **extra}))
-    return str(folder)
 
 
 @pytest.fixture
@@ -46,7 +26,7 @@ def served(tmp_path: Path):
 
 def test_endpoint_serves_the_sagemaker_contract(served) -> None:
     serving, code, tmp = served
-    result = serving.deploy_model("ep", version="1.0.0", model_dir=_model(tmp, "v1"), code_dir=str(code))
+    result = serving.deploy_model("ep", version="1.0.0", model_dir=model_folder(tmp, "v1"), code_dir=str(code))
     url = result["url"]
     assert url.startswith("http://127.0.0.1:") and result["previous_version"] is None
     assert http_get(f"{url}/ping")[0] == 200
@@ -59,7 +39,7 @@ def test_endpoint_serves_the_sagemaker_contract(served) -> None:
 
 def test_a_deploy_swaps_versions_without_dropping_requests(served) -> None:
     serving, code, tmp = served
-    url = serving.deploy_model("ep", version="1.0.0", model_dir=_model(tmp, "v1"), code_dir=str(code))["url"]
+    url = serving.deploy_model("ep", version="1.0.0", model_dir=model_folder(tmp, "v1"), code_dir=str(code))["url"]
     seen: list[tuple[int, str]] = []
     stop = threading.Event()
 
@@ -72,7 +52,7 @@ def test_a_deploy_swaps_versions_without_dropping_requests(served) -> None:
     thread = threading.Thread(target=client)
     thread.start()
     time.sleep(0.3)
-    result = serving.deploy_model("ep", version="1.0.1", model_dir=_model(tmp, "v2"), code_dir=str(code))
+    result = serving.deploy_model("ep", version="1.0.1", model_dir=model_folder(tmp, "v2"), code_dir=str(code))
     time.sleep(0.8)  # past the old server's drain time
     stop.set()
     thread.join(timeout=30)
@@ -86,9 +66,9 @@ def test_a_deploy_swaps_versions_without_dropping_requests(served) -> None:
 
 def test_a_version_that_fails_to_start_leaves_the_old_one_serving(served) -> None:
     serving, code, tmp = served
-    url = serving.deploy_model("ep", version="1.0.0", model_dir=_model(tmp, "v1"), code_dir=str(code))["url"]
+    url = serving.deploy_model("ep", version="1.0.0", model_dir=model_folder(tmp, "v1"), code_dir=str(code))["url"]
     with pytest.raises(DeploymentError, match="exited with code"):
-        serving.deploy_model("ep", version="1.0.1", model_dir=_model(tmp, "bad", broken=True), code_dir=str(code), health_timeout=20)
+        serving.deploy_model("ep", version="1.0.1", model_dir=model_folder(tmp, "bad", broken=True), code_dir=str(code), health_timeout=20)
     status, headers, _ = invoke(url, b"[1]")
     assert status == 200 and headers["X-Mlops-Model-Version"] == "1.0.0"
     assert serving.status("ep")["version"] == "1.0.0"
@@ -96,19 +76,19 @@ def test_a_version_that_fails_to_start_leaves_the_old_one_serving(served) -> Non
 
 def test_a_version_failing_its_health_check_leaves_the_old_one_serving(served) -> None:
     serving, code, tmp = served
-    url = serving.deploy_model("ep", version="1.0.0", model_dir=_model(tmp, "v1"), code_dir=str(code))["url"]
+    url = serving.deploy_model("ep", version="1.0.0", model_dir=model_folder(tmp, "v1"), code_dir=str(code))["url"]
     unhealthy = tmp / "unhealthy"
     unhealthy.mkdir()
     # A server that starts and binds, but never answers /ping with 200.
     (unhealthy / "inference.py").write_text(INFERENCE + "\ndef ping_fn(model):\n    return False\n")
     with pytest.raises(DeploymentError, match="failed its health check"):
-        serving.deploy_model("ep", version="1.0.1", model_dir=_model(tmp, "v2"), code_dir=str(unhealthy), health_timeout=3)
+        serving.deploy_model("ep", version="1.0.1", model_dir=model_folder(tmp, "v2"), code_dir=str(unhealthy), health_timeout=3)
     assert invoke(url, b"[1]")[1]["X-Mlops-Model-Version"] == "1.0.0"
 
 
 def test_redeploying_the_serving_version_changes_nothing(served) -> None:
     serving, code, tmp = served
-    model = _model(tmp, "v1")
+    model = model_folder(tmp, "v1")
     first = serving.deploy_model("ep", version="1.0.0", model_dir=model, code_dir=str(code))
     again = serving.deploy_model("ep", version="1.0.0", model_dir=model, code_dir=str(code))
     assert again["unchanged"] and again["url"] == first["url"]
@@ -116,7 +96,7 @@ def test_redeploying_the_serving_version_changes_nothing(served) -> None:
 
 def test_stop_takes_the_endpoint_down(served) -> None:
     serving, code, tmp = served
-    serving.deploy_model("ep", version="1.0.0", model_dir=_model(tmp, "v1"), code_dir=str(code))
+    serving.deploy_model("ep", version="1.0.0", model_dir=model_folder(tmp, "v1"), code_dir=str(code))
     serving.stop("ep")
     status = serving.status("ep")
     assert status["router_running"] is False and status["url"] is None
