@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_provider_mlops import runtime
 from airflow_provider_mlops.approvals import (
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from airflow_provider_mlops.serving import ServingBackend
 
 RESOLVE_TASK = "resolve_version"
+#: The audit note a failed smoke test records before it rolls back: a later try resumes from it.
+SMOKE_TEST_FAILED = "smoke_test_failed"
 
 
 def _serving(operator: MlopsConfigMixin) -> ServingBackend:
@@ -195,46 +197,12 @@ class MlopsDeployOperator(MlopsBaseOperator):
         if started["unchanged"]:
             return self._record_deployed(context, version, started)
         push_links(context, started.get("links"))
-        progress = serving.endpoint_progress(started["endpoint"])  # type: ignore[attr-defined]
-        if progress is None or progress["settled"]:  # already settled: no deferral
-            outcome = {"status": "settled", "progress": progress} if progress else {"status": "gone"}
-            return self.execute_complete(context, {**outcome, "deploy": started})
-        self._defer_until_settled(serving, started)
-        return started  # unreachable: defer() raises
-
-    def _defer_until_settled(self, serving: Any, started: dict[str, Any]) -> None:
-        import time
-        from datetime import timedelta
-
-        from airflow_provider_mlops.triggers.endpoint import EndpointDeployTrigger
-
-        name = self.loaded.config.serving_backend
-        self.defer(
-            trigger=EndpointDeployTrigger(
-                serving=name,
-                serving_kwargs=runtime.backend_kwargs(name, self.loaded),
-                deploy=started,
-                alarms=list(self.loaded.config.deployment.auto_rollback_alarms),
-                deadline=time.time() + serving.wait_timeout,
-                poll_interval=serving.poll_interval,
-            ),
-            method_name="execute_complete",
-            # The trigger times out first, with the endpoint's status in its message.
-            timeout=timedelta(seconds=serving.wait_timeout + 600),
-        )
+        return self.execute_complete(context, settled_or_defer(self, serving, started))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the endpoint settled (or the wait ended): verify, clean up and record; every event is handled."""
-        status, started = event.get("status"), event.get("deploy") or {}
-        if status in ("settled", "timeout", "gone"):
-            deployed = _serving(self).finish_deploy(started, event, self.loaded)  # type: ignore[attr-defined]
-            return self._record_deployed(context, self.registry.get(self.group, started["version"]), deployed)
-        if status == "error":
-            raise DeploymentError(
-                f"waiting for endpoint {started['endpoint']} to serve {started['endpoint_config']} failed: "
-                f"{event.get('message')}; the deploy may still finish: check the endpoint before clearing the task"
-            )
-        raise DeploymentError(f"unexpected trigger event for {self.task_id}: {event!r}")
+        deployed = finish_endpoint_wait(self, event, "deploy")
+        return self._record_deployed(context, self.registry.get(self.group, deployed["version"]), deployed)
 
     def _record_deployed(self, context: Context, version: ModelVersion, deployed: dict[str, Any]) -> dict[str, Any]:
         push_links(context, deployed.get("links"))
@@ -278,6 +246,51 @@ class MlopsDeployOperator(MlopsBaseOperator):
         )
 
 
+def settled_or_defer(operator: MlopsBaseOperator, serving: Any, started: dict[str, Any]) -> dict[str, Any]:
+    """
+    Check the endpoint once after ``start_deploy``/``start_rollback``; while it moves, defer.
+
+    :return: the event to resume with at once when the endpoint has already settled (or is gone).
+    :raises TaskDeferred: it is still moving: :class:`EndpointDeployTrigger` waits in the triggerer
+        (no worker slot) and Airflow resumes the task in its ``execute_complete``.
+    """
+    import time
+    from datetime import timedelta
+
+    from airflow_provider_mlops.triggers.endpoint import EndpointDeployTrigger
+
+    progress = serving.endpoint_progress(started["endpoint"])
+    if progress is None or progress["settled"]:
+        return {"status": "settled", "progress": progress, "deploy": started} if progress else {"status": "gone", "deploy": started}
+    name = operator.loaded.config.serving_backend
+    operator.defer(
+        trigger=EndpointDeployTrigger(
+            serving=name,
+            serving_kwargs=runtime.backend_kwargs(name, operator.loaded),
+            deploy=started,
+            alarms=list(operator.loaded.config.deployment.auto_rollback_alarms),
+            deadline=time.time() + serving.wait_timeout,
+            poll_interval=serving.poll_interval,
+        ),
+        method_name="execute_complete",
+        # The trigger times out first, with the endpoint's status in its message.
+        timeout=timedelta(seconds=serving.wait_timeout + 600),
+    )
+
+
+def finish_endpoint_wait(operator: MlopsBaseOperator, event: dict[str, Any], what: str) -> dict[str, Any]:
+    """Verify how an endpoint wait ended (the serving backend's ``finish_deploy``); an error or unknown event raises."""
+    status, started = event.get("status"), event.get("deploy") or {}
+    if status in ("settled", "timeout", "gone"):
+        return _serving(operator).finish_deploy(started, event, operator.loaded)  # type: ignore[attr-defined,no-any-return]
+    if status == "error":
+        raise DeploymentError(
+            f"waiting for endpoint {started['endpoint']} to serve {started['endpoint_config']} failed: "
+            f"{event.get('message')}; the {what} may still finish: check the endpoint before clearing the task"
+        )
+    raise DeploymentError(f"unexpected trigger event for {operator.task_id}: {event!r}")
+
+
 def deploy_version(operator: MlopsConfigMixin, version: ModelVersion) -> dict[str, Any]:
     loaded = operator.loaded
     cfg = loaded.config
@@ -300,7 +313,16 @@ class MlopsSmokeTestOperator(MlopsBaseOperator):
     Send the config's smoke-test request to the endpoint and check the answer.
 
     If the answer is not a 200, the previous version (when there is one) is put back on the
-    endpoint and the task fails, saying so.
+    endpoint and the task fails, saying so. On SageMaker that rollback is an UpdateEndpoint
+    (``start_rollback``) whose wait defers to
+    :class:`~airflow_provider_mlops.triggers.endpoint.EndpointDeployTrigger`, holding no worker
+    slot; ``execute_complete`` checks the endpoint serves the previous version's config, records
+    the rollback and fails the task. The local backend swaps back in the worker (seconds).
+
+    Retry-safe: the decision is recorded (a ``smoke_test_failed`` audit note) before the rollback
+    starts, so a later try of this task in the same run resumes that rollback (re-attaching to
+    its update, never starting a second one) or repeats its recorded failure, instead of testing
+    an endpoint that may already serve the previous version.
 
     :param config_path: the model's ``mlops.yaml``.
     :param config_root: the folder its layered defaults are searched up to.
@@ -309,6 +331,15 @@ class MlopsSmokeTestOperator(MlopsBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         deployed = context["ti"].xcom_pull(task_ids="deploy")
+        earlier = self._earlier_rollback(context, deployed)
+        if earlier and earlier["kind"] == "rolled_back":
+            self.log.warning("An earlier try of this task rolled %s back to %s: failing again, not re-testing",
+                             deployed["endpoint"], earlier["restored_version"])
+            raise DeploymentError(f"{earlier['reason']}; rolled back to {earlier['restored_version']}")
+        if earlier:
+            self.log.warning("An earlier try of this task began rolling %s back to %s: resuming that rollback",
+                             deployed["endpoint"], earlier["restoring_version"])
+            return self._roll_back(context, deployed, earlier["reason"])
         smoke = self.loaded.config.deployment.smoke_test
         payload = smoke.payload or ""
         if smoke.payload_file:
@@ -318,23 +349,58 @@ class MlopsSmokeTestOperator(MlopsBaseOperator):
             payload = path.read_text()
         status, _, body = _serving(self).invoke(deployed, payload.encode(), smoke.content_type)
         if status != 200:
+            reason = f"smoke test of {deployed['endpoint']} {deployed['version']} got HTTP {status}: {body[:300]!r}"
             previous = deployed.get("previous_version")
-            if previous and not deployed.get("unchanged"):
-                deploy_version(self, self.registry.get(self.group, previous))
-                reason = f"smoke test of {deployed['endpoint']} {deployed['version']} got HTTP {status}: {body[:300]!r}"
-                from airflow_provider_mlops.notifications import events
-
-                self.registry.record_event(self.group, "rolled_back", {
-                    "version": deployed["version"], "endpoint": deployed["endpoint"], "by": "smoke_test",
-                    "restored_version": previous, "reason": reason, "run_id": context["ti"].run_id,
-                })
-                events.rolled_back(self.loaded, context, endpoint=deployed["endpoint"], failed_version=deployed["version"],
-                                   restored_version=previous, reason=reason, log=self.log)
-                raise DeploymentError(f"{reason}; rolled back to {previous}")
-            raise DeploymentError(f"smoke test of {deployed['endpoint']} {deployed['version']} got HTTP {status}: {body[:300]!r}")
+            if not previous or deployed.get("unchanged"):
+                raise DeploymentError(reason)
+            self.registry.record_event(self.group, SMOKE_TEST_FAILED, {
+                "version": deployed["version"], "endpoint": deployed["endpoint"], "by": "smoke_test",
+                "restoring_version": previous, "reason": reason, "run_id": context["ti"].run_id,
+            })
+            return self._roll_back(context, deployed, reason)
         text = body.decode(errors="replace")[:2048]
         self.log.info("Smoke test passed: %s", text)
         return {"status": status, "response": text}
+
+    def _earlier_rollback(self, context: Context, deployed: dict[str, Any]) -> dict[str, Any] | None:
+        """The newest rollback note or event an earlier try of this task recorded for this deploy (first tries skip the read)."""
+        ti = context["ti"]
+        if int(getattr(ti, "try_number", None) or 1) <= 1 or not deployed.get("previous_version") or deployed.get("unchanged"):
+            return None
+        mine = [e for e in self.registry.audit_log(self.group)
+                if e.get("kind") in (SMOKE_TEST_FAILED, "rolled_back") and e.get("run_id") == ti.run_id
+                and e.get("version") == deployed["version"] and e.get("endpoint") == deployed["endpoint"]]
+        return next((e for e in reversed(mine) if e["kind"] == "rolled_back"), mine[-1] if mine else None)
+
+    def _roll_back(self, context: Context, deployed: dict[str, Any], reason: str) -> dict[str, Any]:
+        previous = self.registry.get(self.group, deployed["previous_version"])
+        serving = _serving(self)
+        start_rollback = getattr(serving, "start_rollback", None)
+        if start_rollback is None:  # a quick in-process swap (local): in the worker
+            deploy_version(self, previous)
+            self._rolled_back(context, deployed["endpoint"], deployed["version"], previous.semver, reason)
+        started = {**start_rollback(deployed, previous, self.loaded),
+                   "rollback": {"failed_version": deployed["version"], "reason": reason}}
+        return self.execute_complete(context, settled_or_defer(self, serving, started))
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the rollback's endpoint settled: verify it serves the previous config, record, and fail."""
+        rollback = (event.get("deploy") or {}).get("rollback")
+        if not rollback:
+            raise DeploymentError(f"unexpected trigger event for {self.task_id}: {event!r}")
+        restored = finish_endpoint_wait(self, event, "rollback")
+        self._rolled_back(context, restored["endpoint"], rollback["failed_version"], restored["version"], rollback["reason"])
+
+    def _rolled_back(self, context: Context, endpoint: str, failed: str, restored: str, reason: str) -> NoReturn:
+        from airflow_provider_mlops.notifications import events
+
+        self.registry.record_event(self.group, "rolled_back", {
+            "version": failed, "endpoint": endpoint, "by": "smoke_test",
+            "restored_version": restored, "reason": reason, "run_id": context["ti"].run_id,
+        })
+        events.rolled_back(self.loaded, context, endpoint=endpoint, failed_version=failed,
+                           restored_version=restored, reason=reason, log=self.log)
+        raise DeploymentError(f"{reason}; rolled back to {restored}")
 
 
 class MlopsPromoteOperator(MlopsBaseOperator):

@@ -13,8 +13,11 @@ deploy, old endpoint configs and models of this endpoint are deleted, keeping
 The wait is split out so the deploy operator holds no worker slot during it:
 :meth:`SageMakerServing.start_deploy` makes the calls, :class:`~airflow_provider_mlops.triggers.endpoint.EndpointDeployTrigger`
 polls :meth:`SageMakerServing.endpoint_progress` in the triggerer, and
-:meth:`SageMakerServing.finish_deploy` verifies and cleans up. :meth:`SageMakerServing.deploy`
-runs the three in one process (the smoke test's rollback).
+:meth:`SageMakerServing.finish_deploy` verifies and cleans up. The smoke test's rollback waits
+the same way: :meth:`SageMakerServing.start_rollback` starts it (or re-attaches to the one an
+earlier try started). :meth:`SageMakerServing.deploy`, the serving protocol's blocking form,
+runs the three in one process, polling in :meth:`SageMakerServing._wait_settled`: it is for
+callers outside an Airflow task (scripts, tests); no operator waits that way on SageMaker.
 """
 
 from __future__ import annotations
@@ -68,6 +71,17 @@ def _name(*parts: str, unique: str) -> str:
     """A SageMaker resource name within 63 characters, ending in ``unique``."""
     head = "-".join(p for p in parts if p).replace(".", "-")
     return f"{head[:62 - len(unique)].rstrip('-')}-{unique}"
+
+
+def _config_name(endpoint: str, version: ModelVersion, serving_config: str | None) -> str:
+    """
+    The endpoint config a deploy of ``version`` creates while ``serving_config`` serves.
+
+    Unique per transition (what serves now → this package): a retried deploy or rollback
+    computes the same name and reuses its config instead of creating another, and a later
+    redeploy of the same version gets a new one.
+    """
+    return _name(endpoint, version.semver, unique=short_hash(serving_config or "<none>", str(version.arn)))
 
 
 class SageMakerServing(SageMakerAccess):
@@ -148,9 +162,7 @@ class SageMakerServing(SageMakerAccess):
                 self.hook.log.info("Endpoint %s already serves %s on %s: nothing to do", endpoint, version.semver, previous_config)
                 return self._result(endpoint, version.semver, previous_version, previous_config, previous_config, "none", unchanged=True)
         model_name = self._ensure_model(endpoint, version)
-        # Unique per transition (what serves now → this package): a retried deploy reuses its
-        # config instead of creating another, and a later redeploy of the same version gets a new one.
-        config_name = _name(endpoint, version.semver, unique=short_hash(previous_config or "<none>", str(version.arn)))
+        config_name = _config_name(endpoint, version, previous_config)
         tags = [{"Key": TAG_ENDPOINT, "Value": endpoint}, {"Key": TAG_SEMVER, "Value": version.semver},
                 {"Key": TAG_PACKAGE, "Value": version.arn}]
         self._create_endpoint_config(
@@ -176,6 +188,59 @@ class SageMakerServing(SageMakerAccess):
                                config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"])
             self.hook.conn.update_endpoint(EndpointName=endpoint, EndpointConfigName=config_name, DeploymentConfig=config)
         return self._result(endpoint, version.semver, previous_version, config_name, previous_config, action)
+
+    def start_rollback(self, deployed: dict[str, Any], version: ModelVersion, loaded: LoadedConfig) -> dict[str, Any]:
+        """
+        Put ``version`` (the one a deploy replaced) back on the endpoint after its smoke test failed; retry-safe.
+
+        The rollback is a deploy of ``version`` from the config that failed (an UpdateEndpoint
+        with the config's DeploymentConfig), to an endpoint config whose name follows from the
+        two (:func:`_config_name`), so any try computes the same one:
+
+        - the endpoint is updating to that config, or serves it: an earlier try started the
+          rollback; nothing is called, its result is returned to wait on or verify;
+        - it is InService on the config the smoke test failed: UpdateEndpoint now;
+        - anything else (gone, moving to or serving another config: a later deploy) is refused,
+          so a rollback never undoes a change it did not make.
+
+        :param deployed: what the deploy task returned (``endpoint``, ``endpoint_config``,
+            ``version``: the version the smoke test failed).
+        :param version: the version to put back (``deployed["previous_version"]``).
+        :param loaded: the model's config (``deployment``: instance type, strategy, alarms).
+        :return: the rollback's result-to-be, as :meth:`start_deploy` returns it.
+        :raises DeploymentError: the endpoint is gone, or changed by something else since the deploy.
+        """
+        endpoint, failed_config = deployed["endpoint"], deployed["endpoint_config"]
+        target = _config_name(endpoint, version, failed_config)
+        described = self.hook.describe_endpoint_or_none(endpoint)
+        if described is None:
+            raise DeploymentError(
+                f"endpoint {endpoint} no longer exists, so {version.semver} cannot be put back after the smoke test of "
+                f"{deployed['version']} failed; deploy {version.semver} again with the deploy DAG and run conf "
+                f'{{"model_version": "{version.semver}"}}'
+            )
+        status, serving = described["EndpointStatus"], described.get("EndpointConfigName")
+        pending = (described.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+        if target in (serving, pending):
+            self.hook.log.info("Endpoint %s is %s on %s: the rollback to %s (%s) was started by an earlier try; "
+                               "re-attaching, not updating again", endpoint, status, serving, target, version.semver)
+            return self._result(endpoint, version.semver, deployed["version"], target, failed_config, "update")
+        if serving == failed_config:
+            if status == "InService":
+                return self.start_deploy(endpoint, version, loaded)
+            raise DeploymentError(
+                f"endpoint {endpoint} is {status} on {failed_config} ({described.get('FailureReason') or 'no reason given'}); "
+                f"the rollback to {version.semver} updates only an InService endpoint: clear this task once it is "
+                "InService again (a Failed endpoint must be deleted and deployed again)"
+            )
+        raise DeploymentError(
+            f"endpoint {endpoint} is {status} on {serving}"
+            + (f" (updating to {pending})" if pending else "")
+            + f", not on {failed_config} where the smoke test of {deployed['version']} failed, nor on the rollback's "
+            f"{target}: something else changed it since, so {version.semver} is not put back (that would undo the "
+            f"change). Check the endpoint; to restore {version.semver}, run the deploy DAG with run conf "
+            f'{{"model_version": "{version.semver}"}}'
+        )
 
     def finish_deploy(self, started: dict[str, Any], outcome: dict[str, Any], loaded: LoadedConfig) -> dict[str, Any]:
         """
@@ -265,7 +330,12 @@ class SageMakerServing(SageMakerAccess):
         return model_name
 
     def _wait_settled(self, endpoint: str, config_name: str) -> dict[str, Any]:
-        """Poll in this process until the endpoint settles; the outcome has the trigger's event shape."""
+        """
+        Poll in this process until the endpoint settles; the outcome has the trigger's event shape.
+
+        Only :meth:`deploy` (the protocol's blocking form, for callers outside a task) waits here;
+        the operators defer to :class:`~airflow_provider_mlops.triggers.endpoint.EndpointDeployTrigger`.
+        """
         deadline = time.monotonic() + self.wait_timeout
         last = None
         while True:

@@ -1,4 +1,4 @@
-"""The trigger that waits for an endpoint create or update to settle, holding no worker slot."""
+"""The trigger that waits for an endpoint create, update or rollback to settle, holding no worker slot."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ class EndpointDeployTrigger(BaseTrigger):
     """
     Poll an endpoint (DescribeEndpoint) until its create or blue/green update settles.
 
+    The deploy task waits here for its deploy, and the smoke-test task for its rollback (the
+    previous version redeployed after a failed smoke test: ``deploy`` then carries
+    ``"rollback": {"failed_version", "reason"}``, which comes back in the event).
+
     While it waits it logs each status change (Creating, Updating, RollingBack, ...) and, when
     the deployment names auto-rollback alarms, each alarm that goes into ALARM (SageMaker then
     rolls the update back). The verification itself (InService on the new config, or the
@@ -22,8 +26,8 @@ class EndpointDeployTrigger(BaseTrigger):
     :param serving: the serving backend's name in ``SERVING_BACKENDS``.
     :param serving_kwargs: primitive keyword arguments that rebuild the backend.
     :param deploy: what the serving backend's ``start_deploy`` returned (``endpoint``,
-        ``endpoint_config``, ...); every event carries it back, so the operator resumes from
-        the event alone.
+        ``endpoint_config``, ...), plus ``rollback`` for a rollback; every event carries it
+        back, so the operator resumes from the event alone.
     :param alarms: the deployment's auto-rollback alarm names.
     :param deadline: the Unix time after which the trigger stops with a ``timeout`` event (an
         absolute time, so a triggerer restart does not extend the wait).
@@ -53,6 +57,7 @@ class EndpointDeployTrigger(BaseTrigger):
         self.deploy = deploy
         self.endpoint = str(deploy["endpoint"])
         self.endpoint_config = str(deploy["endpoint_config"])
+        self.what = "Rollback" if deploy.get("rollback") else "Deploy"
         self.alarms = list(alarms)
         self.deadline = deadline
         self.poll_interval = poll_interval
@@ -79,15 +84,16 @@ class EndpointDeployTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """
-        Leave the endpoint as it is when a user kills the deferred deploy; only log it.
+        Leave the endpoint as it is when a user kills the deferred deploy or rollback; only log it.
 
         SageMaker has no call that cancels a CreateEndpoint or an UpdateEndpoint in flight: an
         update finishes or rolls back by itself (its rollback alarms still watch it) and the
         previous config serves until then. Deleting the endpoint would take a serving model
         down, so that stays a person's decision (``aws sagemaker delete-endpoint``).
         """
-        self.log.warning("Deploy of %s to endpoint %s killed while deferred: SageMaker cannot cancel it, so it "
-                         "continues (an update still rolls back on its alarms)", self.endpoint_config, self.endpoint)
+        self.log.warning("%s of %s to endpoint %s killed while deferred: SageMaker cannot cancel it, so it "
+                         "continues (an update still rolls back on its alarms)", self.what, self.endpoint_config,
+                         self.endpoint)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         backend = self._backend()
@@ -111,7 +117,8 @@ class EndpointDeployTrigger(BaseTrigger):
                 yield self._event("gone")
                 return
             if progress["status"] != last_status:
-                self.log.info("Endpoint %s: %s (config %s)", self.endpoint, progress["status"], progress["endpoint_config"])
+                self.log.info("Endpoint %s: %s (config %s; %s of %s)", self.endpoint, progress["status"],
+                              progress["endpoint_config"], self.what.lower(), self.endpoint_config)
                 last_status = progress["status"]
             if progress["settled"]:
                 yield self._event("settled", progress=progress, alarms_in_alarm=alarming)
