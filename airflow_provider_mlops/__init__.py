@@ -32,6 +32,7 @@ def get_provider_info() -> dict[str, Any]:
                 "airflow_provider_mlops.operators.register",
                 "airflow_provider_mlops.operators.approve",
                 "airflow_provider_mlops.operators.deploy",
+                "airflow_provider_mlops.operators.smoke_test",
                 "airflow_provider_mlops.operators.retrain",
                 "airflow_provider_mlops.operators.notify",
             ]}

@@ -18,7 +18,8 @@ catch the whole family, or one branch of it::
     │   └── ApprovalConflictError *  the version was already decided (approved, rejected): one decision wins
     ├── ApprovalRefusedError *       this person may not make this decision (approvers, override, reason)
     ├── DeploymentError        an endpoint could not be created, updated or health-checked
-    │   └── DeployRefusedError *     the version may not be deployed (gate failed, Rejected, ...)
+    │   ├── DeployRefusedError *     the version may not be deployed (gate failed, Rejected, ...)
+    │   └── RolledBackError *        the smoke test failed and the previous version serves again
     └── NotificationSetupError *     a notification channel can't be used here (a missing extra)
 
 ``*``: :attr:`MlopsError.retryable` is False: no retry can fix it, so an operator fails its
@@ -226,6 +227,12 @@ class DeploymentError(MlopsError):
 
 class DeployRefusedError(DeploymentError):
     """The version may not be deployed: its gate failed, it was Rejected, or it is not Approved."""
+
+
+class RolledBackError(DeploymentError):
+    """The smoke test failed and the endpoint serves the previous version again: a retry would change nothing."""
+
+    retryable = False
 
     retryable = False
 

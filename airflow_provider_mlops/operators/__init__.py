@@ -5,7 +5,6 @@ from airflow_provider_mlops.operators.deploy import (
     MlopsDeployOperator,
     MlopsPromoteOperator,
     MlopsResolveVersionOperator,
-    MlopsSmokeTestOperator,
 )
 from airflow_provider_mlops.operators.notify import MlopsNotifyOperator
 from airflow_provider_mlops.operators.register import (
@@ -14,6 +13,7 @@ from airflow_provider_mlops.operators.register import (
     MlopsRegisterOperator,
 )
 from airflow_provider_mlops.operators.retrain import MlopsRetrainDecisionOperator, MlopsTriggerTrainOperator
+from airflow_provider_mlops.operators.smoke_test import MlopsSmokeTestOperator
 from airflow_provider_mlops.operators.train import MlopsEvaluateOperator, MlopsTrainOperator
 
 __all__ = [

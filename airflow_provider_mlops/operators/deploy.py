@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlops import runtime
 from airflow_provider_mlops.approvals import (
@@ -36,10 +36,10 @@ if TYPE_CHECKING:
 
 RESOLVE_TASK = "resolve_version"
 #: The audit note a failed smoke test records before it rolls back: a later try resumes from it.
-SMOKE_TEST_FAILED = "smoke_test_failed"
 
 
-def _serving(operator: MlopsConfigMixin) -> ServingBackend:
+def serving_for(operator: MlopsConfigMixin) -> ServingBackend:
+    """The serving backend of the operator's config (the run's pinned one)."""
     from airflow_provider_mlops.serving import get_serving
 
     loaded = operator.loaded
@@ -190,7 +190,7 @@ class MlopsDeployOperator(MlopsBaseOperator):
         if refusal:
             raise DeployRefusedError(refusal)
         self._take_over_legacy_endpoint()
-        serving = _serving(self)
+        serving = serving_for(self)
         if getattr(serving, "start_deploy", None) is None:  # seconds (local): in the worker
             return self._record_deployed(context, version, deploy_version(self, version))
         started = serving.start_deploy(self.loaded.config.endpoint_name, version, self.loaded)  # type: ignore[attr-defined]
@@ -231,7 +231,7 @@ class MlopsDeployOperator(MlopsBaseOperator):
         production = self.registry.production(self.group)
         if production is None or production.deployment.get("endpoint") != legacy:
             return
-        adopt = getattr(_serving(self), "adopt_endpoint", None)
+        adopt = getattr(serving_for(self), "adopt_endpoint", None)
         if adopt is not None:
             if adopt(legacy, cfg.endpoint_name):
                 self.log.warning("Endpoint %s (the name before endpoints were <project>--<model>) is now %s; "
@@ -282,7 +282,7 @@ def finish_endpoint_wait(operator: MlopsBaseOperator, event: dict[str, Any], wha
     """Verify how an endpoint wait ended (the serving backend's ``finish_deploy``); an error or unknown event raises."""
     status, started = event.get("status"), event.get("deploy") or {}
     if status in ("settled", "timeout", "gone"):
-        return _serving(operator).finish_deploy(started, event, operator.loaded)  # type: ignore[attr-defined,no-any-return]
+        return serving_for(operator).finish_deploy(started, event, operator.loaded)  # type: ignore[attr-defined,no-any-return]
     if status == "error":
         raise DeploymentError(
             f"waiting for endpoint {started['endpoint']} to serve {started['endpoint_config']} failed: "
@@ -298,7 +298,7 @@ def deploy_version(operator: MlopsConfigMixin, version: ModelVersion) -> dict[st
         source = runtime.inside_model_folder(loaded, cfg.training.source_dir, "training.source_dir")
         runtime.inside_model_folder(loaded, str(Path(source) / cfg.deployment.inference_entrypoint),
                                     "deployment.inference_entrypoint")
-    return _serving(operator).deploy(cfg.endpoint_name, version, loaded)
+    return serving_for(operator).deploy(cfg.endpoint_name, version, loaded)
 
 
 def actor(context: Context) -> str:
@@ -306,101 +306,6 @@ def actor(context: Context) -> str:
     run = context.get("dag_run")
     conf = getattr(run, "conf", None) or {}
     return str(conf.get("requested_by") or getattr(run, "triggering_user_name", None) or "airflow")
-
-
-class MlopsSmokeTestOperator(MlopsBaseOperator):
-    """
-    Send the config's smoke-test request to the endpoint and check the answer.
-
-    If the answer is not a 200, the previous version (when there is one) is put back on the
-    endpoint and the task fails, saying so. On SageMaker that rollback is an UpdateEndpoint
-    (``start_rollback``) whose wait defers to
-    :class:`~airflow_provider_mlops.triggers.endpoint.EndpointDeployTrigger`, holding no worker
-    slot; ``execute_complete`` checks the endpoint serves the previous version's config, records
-    the rollback and fails the task. The local backend swaps back in the worker (seconds).
-
-    Retry-safe: the decision is recorded (a ``smoke_test_failed`` audit note) before the rollback
-    starts, so a later try of this task in the same run resumes that rollback (re-attaching to
-    its update, never starting a second one) or repeats its recorded failure, instead of testing
-    an endpoint that may already serve the previous version.
-
-    :param config_path: the model's ``mlops.yaml``.
-    :param config_root: the folder its layered defaults are searched up to.
-    :return: ``{"status", "response"}`` with the response truncated to 2 KB.
-    """
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        deployed = context["ti"].xcom_pull(task_ids="deploy")
-        earlier = self._earlier_rollback(context, deployed)
-        if earlier and earlier["kind"] == "rolled_back":
-            self.log.warning("An earlier try of this task rolled %s back to %s: failing again, not re-testing",
-                             deployed["endpoint"], earlier["restored_version"])
-            raise DeploymentError(f"{earlier['reason']}; rolled back to {earlier['restored_version']}")
-        if earlier:
-            self.log.warning("An earlier try of this task began rolling %s back to %s: resuming that rollback",
-                             deployed["endpoint"], earlier["restoring_version"])
-            return self._roll_back(context, deployed, earlier["reason"])
-        smoke = self.loaded.config.deployment.smoke_test
-        payload = smoke.payload or ""
-        if smoke.payload_file:
-            path = Path(runtime.inside_model_folder(self.loaded, smoke.payload_file, "deployment.smoke_test.payload_file"))
-            if not path.is_file():
-                raise MissingFileError(f"{self.loaded.path}: deployment.smoke_test.payload_file {path} does not exist")
-            payload = path.read_text()
-        status, _, body = _serving(self).invoke(deployed, payload.encode(), smoke.content_type)
-        if status != 200:
-            reason = f"smoke test of {deployed['endpoint']} {deployed['version']} got HTTP {status}: {body[:300]!r}"
-            previous = deployed.get("previous_version")
-            if not previous or deployed.get("unchanged"):
-                raise DeploymentError(reason)
-            self.registry.record_event(self.group, SMOKE_TEST_FAILED, {
-                "version": deployed["version"], "endpoint": deployed["endpoint"], "by": "smoke_test",
-                "restoring_version": previous, "reason": reason, "run_id": context["ti"].run_id,
-            })
-            return self._roll_back(context, deployed, reason)
-        text = body.decode(errors="replace")[:2048]
-        self.log.info("Smoke test passed: %s", text)
-        return {"status": status, "response": text}
-
-    def _earlier_rollback(self, context: Context, deployed: dict[str, Any]) -> dict[str, Any] | None:
-        """The newest rollback note or event an earlier try of this task recorded for this deploy (first tries skip the read)."""
-        ti = context["ti"]
-        if int(getattr(ti, "try_number", None) or 1) <= 1 or not deployed.get("previous_version") or deployed.get("unchanged"):
-            return None
-        mine = [e for e in self.registry.audit_log(self.group)
-                if e.get("kind") in (SMOKE_TEST_FAILED, "rolled_back") and e.get("run_id") == ti.run_id
-                and e.get("version") == deployed["version"] and e.get("endpoint") == deployed["endpoint"]]
-        return next((e for e in reversed(mine) if e["kind"] == "rolled_back"), mine[-1] if mine else None)
-
-    def _roll_back(self, context: Context, deployed: dict[str, Any], reason: str) -> dict[str, Any]:
-        previous = self.registry.get(self.group, deployed["previous_version"])
-        serving = _serving(self)
-        start_rollback = getattr(serving, "start_rollback", None)
-        if start_rollback is None:  # a quick in-process swap (local): in the worker
-            deploy_version(self, previous)
-            self._rolled_back(context, deployed["endpoint"], deployed["version"], previous.semver, reason)
-        started = {**start_rollback(deployed, previous, self.loaded),
-                   "rollback": {"failed_version": deployed["version"], "reason": reason}}
-        return self.execute_complete(context, settled_or_defer(self, serving, started))
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after the rollback's endpoint settled: verify it serves the previous config, record, and fail."""
-        rollback = (event.get("deploy") or {}).get("rollback")
-        if not rollback:
-            raise DeploymentError(f"unexpected trigger event for {self.task_id}: {event!r}")
-        restored = finish_endpoint_wait(self, event, "rollback")
-        self._rolled_back(context, restored["endpoint"], rollback["failed_version"], restored["version"], rollback["reason"])
-
-    def _rolled_back(self, context: Context, endpoint: str, failed: str, restored: str, reason: str) -> NoReturn:
-        from airflow_provider_mlops.notifications import events
-
-        self.registry.record_event(self.group, "rolled_back", {
-            "version": failed, "endpoint": endpoint, "by": "smoke_test",
-            "restored_version": restored, "reason": reason, "run_id": context["ti"].run_id,
-        })
-        events.rolled_back(self.loaded, context, endpoint=endpoint, failed_version=failed,
-                           restored_version=restored, reason=reason, log=self.log)
-        raise DeploymentError(f"{reason}; rolled back to {restored}")
 
 
 class MlopsPromoteOperator(MlopsBaseOperator):

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 from sagemaker_testenv import ACCOUNT, EXAMPLE, REGION, Aws
 from test_endpoint_trigger import ALARM, _events
 from test_sagemaker_dags import _fast_config, _state
@@ -205,7 +206,7 @@ def _context(deployed: dict[str, Any], try_number: int = 1) -> dict[str, Any]:
 
 
 def _smoke_test(config: Path) -> Any:
-    from airflow_provider_mlops.operators.deploy import MlopsSmokeTestOperator
+    from airflow_provider_mlops.operators.smoke_test import MlopsSmokeTestOperator
 
     return MlopsSmokeTestOperator(task_id="smoke_test", config_path=str(config))
 
@@ -261,7 +262,7 @@ def test_a_failed_smoke_test_defers_the_rollback_then_fails_as_before(rollout: R
     endpoints.finish_later(ENDPOINT, after=0.3)
     [event] = _events(trigger)
     assert event["status"] == "settled" and event["progress"]["endpoint_config"] == target
-    with pytest.raises(DeploymentError, match=EXPECTED) as raised:
+    with pytest.raises(AirflowFailException, match=EXPECTED) as raised:  # RolledBackError: no retry can help
         operator.execute_complete(_context(deployed), event)
 
     endpoint = rollout.endpoint()
@@ -291,13 +292,13 @@ def test_a_retry_after_the_rollback_started_reattaches_and_never_updates_again(r
     assert len(endpoints.update_requests) == 2 and endpoints.invocations == [deployed["endpoint_config"]]
     endpoints.finish_later(ENDPOINT, after=0.2)
     [event] = _events(second)
-    with pytest.raises(DeploymentError, match=EXPECTED) as raised:
+    with pytest.raises(AirflowFailException, match=EXPECTED) as raised:
         retry.execute_complete(_context(deployed, try_number=2), event)
     assert len(rollout.audit("rolled_back")) == 1 and len(rollout.notifications()) == 1
 
     # Try 3, after the rollback was recorded: the endpoint now answers (1.0.0 serves), but the
     # task fails again with the same message; nothing is invoked, updated, recorded or sent again.
-    with pytest.raises(DeploymentError) as again:
+    with pytest.raises(AirflowFailException) as again:
         _smoke_test(rollout.config).execute(_context(deployed, try_number=3))
     assert str(again.value) == str(raised.value)
     assert len(endpoints.update_requests) == 2 and len(endpoints.invocations) == 1
@@ -310,7 +311,7 @@ def test_a_retry_after_the_rollback_settled_verifies_and_records_once(rollout: R
     deployed = rollout.deployed
     _defer(_smoke_test(rollout.config), _context(deployed))
     endpoints.finish(ENDPOINT)
-    with pytest.raises(DeploymentError, match=EXPECTED):
+    with pytest.raises(AirflowFailException, match=EXPECTED):
         _smoke_test(rollout.config).execute(_context(deployed, try_number=2))
     assert len(endpoints.update_requests) == 2 and len(endpoints.invocations) == 1
     assert len(rollout.audit("rolled_back")) == 1 and len(rollout.notifications()) == 1
@@ -331,10 +332,14 @@ def test_a_rollback_never_undoes_a_later_deploy(rollout: Rollout, endpoints: End
     assert rollout.audit("rolled_back") == [] and rollout.notifications() == []
 
 
-def test_the_deploy_dag_defers_the_rollback_and_its_retry_starts_no_second_one(
+def test_the_deploy_dag_defers_the_rollback_and_fails_without_spending_its_retry(
     rollout: Rollout, endpoints: Endpoints, airflow_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Real Airflow (dag.test runs triggers as the triggerer would): the smoke test fails, defers, fails; its retry too."""
+    """
+    Real Airflow (dag.test runs triggers as the triggerer would): the smoke test fails, defers the
+    rollback, and fails once it is verified, without spending its retry (RolledBackError: a retry
+    would change nothing).
+    """
     from datetime import timedelta
 
     from airflow_provider_mlops.factory.plan import plan_model
@@ -359,8 +364,8 @@ def test_the_deploy_dag_defers_the_rollback_and_its_retry_starts_no_second_one(
     run_ = dags["deploy"].test(run_conf={"model_version": "1.0.2", "requested_by": "pytest"})
     assert _state(run_) == "failed"
     ti = run_.get_task_instance("smoke_test")
-    assert (str(getattr(ti.state, "value", ti.state)), ti.try_number) == ("failed", 2)
-    # Two waits in the triggerer: the deploy of 1.0.2, then the rollback to 1.0.1; try 2 started none.
+    assert (str(getattr(ti.state, "value", ti.state)), ti.try_number) == ("failed", 1)
+    # Two waits in the triggerer: the deploy of 1.0.2, then the rollback to 1.0.1.
     assert [(e["status"], e["deploy"]["version"], bool(e["deploy"].get("rollback"))) for e in seen] == [
         ("settled", "1.0.2", False), ("settled", "1.0.1", True)]
     assert [_semver_of(r["EndpointConfigName"]) for r in endpoints.update_requests] == ["1.0.1", "1.0.2", "1.0.1"]
