@@ -8,6 +8,10 @@ The example model's full pipeline, locally, on real Airflow DAGs: ``mlops demo``
 4. trains again with other hyperparameters and gates the candidate against production.
 
 Everything lives under ``--workdir`` (Airflow's SQLite DB, the registry, the endpoints).
+
+The demo is meant to be read: it hides deprecation warnings raised outside this package (by
+Airflow's own dependencies; nothing here can fix them) and prints a line every few seconds while
+a long step runs, so it is never silent for long.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +33,48 @@ from airflow_provider_mlops.naming import model_group
 
 PROJECT, MODEL = "demo", "breast-cancer"
 GROUP = model_group(PROJECT, MODEL)  # the registry group and endpoint name
+
+
+#: Warnings raised by third-party code that the demo cannot fix, each ``(message regex, category)``.
+#: Starlette's is a UserWarning subclass, so the DeprecationWarning rule does not cover it.
+THIRD_PARTY_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
+    (r"Using `httpx` with `starlette\.testclient` is deprecated", UserWarning),
+)
+#: Matches every module outside this package (``warnings`` matches module names from the start).
+OUTSIDE_THIS_PACKAGE = r"(?!airflow_provider_mlops(\.|$))"
+
+
+def quiet_third_party_warnings() -> None:
+    """
+    Hide deprecation warnings that other packages raise, and the known third-party ones above.
+
+    This package's own deprecation warnings still show. Call it again after importing Airflow:
+    its settings may add filters of their own in front of these.
+    """
+    deprecations: tuple[type[Warning], ...] = (DeprecationWarning, PendingDeprecationWarning)
+    for deprecation in deprecations:
+        warnings.filterwarnings("ignore", category=deprecation, module=OUTSIDE_THIS_PACKAGE)
+    for message, category in THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+@contextmanager
+def progress(what: str, every: float = 5.0) -> Iterator[None]:
+    """Print ``waiting for <what> (N s)`` every ``every`` seconds until the block ends."""
+    done = threading.Event()
+    started = time.monotonic()
+
+    def beat() -> None:
+        while not done.wait(every):
+            print(f"    waiting for {what} ({time.monotonic() - started:.0f} s)", flush=True)
+
+    thread = threading.Thread(target=beat, name=f"demo-progress: {what}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=every + 1)
 
 
 def _say(text: str) -> None:
@@ -69,6 +118,7 @@ def approve_when_waiting(client: Any, dag_id: str, version: str, config: Path, t
 
 def run_demo(workdir: Path, *, keep_serving: bool = False, dags: Path = Path("dags"), examples: Path = Path("examples")) -> int:
     started = time.monotonic()
+    quiet_third_party_warnings()
     workdir, dags, examples = workdir.resolve(), dags.resolve(), examples.resolve()
     config = examples / MODEL / "mlops.yaml"
     for needed in (dags / "mlops_dags.py", config):
@@ -83,7 +133,8 @@ def run_demo(workdir: Path, *, keep_serving: bool = False, dags: Path = Path("da
 
     _say("Creating Airflow's metadata DB (SQLite)")
     airflow_bin = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow_bin, "db", "migrate"], env={**os.environ, **env}, check=True, capture_output=True)
+    with progress("the metadata DB"):
+        subprocess.run([airflow_bin, "db", "migrate"], env={**os.environ, **env}, check=True, capture_output=True)
 
     from airflow.dag_processing.dagbag import DagBag
 
@@ -92,6 +143,7 @@ def run_demo(workdir: Path, *, keep_serving: bool = False, dags: Path = Path("da
     from airflow_provider_mlops.gate import gate_table_markdown
     from airflow_provider_mlops.serving.local import invoke
 
+    quiet_third_party_warnings()  # again: importing Airflow may have put its filters first
     bag = DagBag(str(dags))
     if bag.import_errors:
         print(f"error: DAG import errors: {bag.import_errors}", file=sys.stderr)
@@ -101,7 +153,8 @@ def run_demo(workdir: Path, *, keep_serving: bool = False, dags: Path = Path("da
     registry = runtime.registry_for(runtime.config_at(str(config)))
 
     def run(dag: Any, conf: dict[str, Any]) -> None:
-        run = dag.test(run_conf=conf)
+        with progress(f"the {dag.dag_id} run"):
+            run = dag.test(run_conf=conf)
         if str(run.state) != "success":
             raise SystemExit(f"DAG {dag.dag_id} ended {run.state}; see logs under {workdir / 'airflow'}")
 
@@ -113,7 +166,11 @@ def run_demo(workdir: Path, *, keep_serving: bool = False, dags: Path = Path("da
     print(_indent(gate_table_markdown(first.gate)))
 
     _say("Starting a local airflow api-server for the approval (Airflow's HITL REST API)")
-    with run_api_server(workdir / "airflow", env={**os.environ, **env}, username="demo-approver") as server:
+    with ExitStack() as stack:
+        with progress("the api-server"):
+            server = stack.enter_context(
+                run_api_server(workdir / "airflow", env={**os.environ, **env}, username="demo-approver")
+            )
         os.environ.update({"MLOPS_AIRFLOW_API_URL": server.base_url, "MLOPS_AIRFLOW_USERNAME": server.username,
                            "MLOPS_AIRFLOW_PASSWORD": server.password})
         approver = threading.Thread(

@@ -3,7 +3,7 @@
 Configs are read from $MLOPS_CONFIG_PATH (os.pathsep-separated folders), else mlops/ here.
 """
 
-# Named so that Airflow's dag processor pre-imports them once, not in every parse (DESIGN.md §6).
+# Named so that Airflow's dag processor pre-imports them once, not in every parse (docs/performance.md).
 import airflow.providers.standard.operators.empty
 import airflow.providers.standard.operators.hitl
 import airflow.providers.standard.operators.trigger_dagrun

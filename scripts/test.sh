@@ -14,6 +14,10 @@ echo "==> GitLab CI checks (installs gitlab-ci-local into ci-tools/ for the test
 bash scripts/check_ci.sh
 echo "==> infrastructure checks (terraform, checkov, compose)"
 INFRA_PYTEST=0 bash scripts/check_infra.sh
+echo "==> docs (mkdocs build --strict: every page in the nav, every link and anchor resolves)"
+docs_site=$(mktemp -d)
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$docs_site"
+rm -rf "$docs_site"
 echo "==> pytest"
 # pytest exits 5 when it collects no test: that is a failure here too (set -e).
 .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"

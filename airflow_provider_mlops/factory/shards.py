@@ -20,7 +20,7 @@ _MARKER = "# mlops-shard-file"
 SHARD_TEMPLATE = '''"""Shard {index} of {count} of every model's DAGs; written by `mlops shards write --count {count}`."""
 
 {marker}
-# Named so that Airflow's dag processor pre-imports them once, not in every parse (DESIGN.md §6).
+# Named so that Airflow's dag processor pre-imports them once, not in every parse (docs/performance.md).
 import airflow.providers.standard.operators.empty  # noqa: F401
 import airflow.providers.standard.operators.hitl  # noqa: F401
 import airflow.providers.standard.operators.trigger_dagrun  # noqa: F401

@@ -1,5 +1,5 @@
 """
-The trigger event (DESIGN.md §4): parsing, validation, and what it maps to in Airflow.
+The trigger event (docs/architecture.md, "The Lambda event"): parsing, validation, and what it maps to in Airflow.
 
 ::
 

@@ -16,7 +16,7 @@ It is checked as strictly as the trigger event: exactly these fields, names by t
 rule, and a run id only of the shape the trigger makes (``trigger__<semver>__<20 hex>``), so
 the Lambda reads back only runs it could have started, and never a DAG outside ``mlops__``.
 A mapped task's states are keyed ``task_id[map_index]``. ``waiting_for_approval`` is true while
-a task is ``awaiting_input`` (an approval, DESIGN.md §4). ``url`` is the run's page in the
+a task is ``awaiting_input`` (an approval: docs/approval.md). ``url`` is the run's page in the
 Airflow UI (``MLOPS_AIRFLOW_UI_URL``), null when it is not known.
 """
 
