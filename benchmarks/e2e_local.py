@@ -33,7 +33,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "breast-cancer"
 PROJECT, MODEL = "demo", "breast-cancer"
-GROUP = f"{PROJECT}-{MODEL}"
+GROUP = f"{PROJECT}--{MODEL}"  # the registry group and endpoint: naming.model_group
 
 
 def prepare(workdir: Path) -> Path:
@@ -93,7 +93,7 @@ def real_run(train: Any, deploy: Any, config: Path, home: Path) -> dict[str, flo
         version = registry.latest(GROUP)
         if version is None:
             raise SystemExit("the train DAG registered no version")
-        deploy_s = run_dag(deploy, {"version": version.semver, "requested_by": "benchmark"})
+        deploy_s = run_dag(deploy, {"model_version": version.semver, "requested_by": "benchmark"})
         t0 = time.perf_counter()
         deployed = registry.get(GROUP, version.semver)
         status, _, body = invoke(deployed.deployment["url"], (config.parent / "smoke_payload.json").read_bytes())
