@@ -37,6 +37,9 @@ def get_provider_info() -> dict[str, Any]:
                 "airflow_provider_mlops.operators.notify",
             ]}
         ],
+        "plugins": [
+            {"name": "mlops", "plugin-class": "airflow_provider_mlops.ui.plugin.MlopsUiPlugin"}
+        ],
         "triggers": [
             {"integration-name": "MLOps", "python-modules": ["airflow_provider_mlops.triggers.job"]}
         ],
