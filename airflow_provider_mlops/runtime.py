@@ -75,7 +75,10 @@ def mlops_home(loaded: LoadedConfig) -> Path:
 def compute_backend(loaded: LoadedConfig, step: str = "training") -> ComputeBackend:
     cfg = loaded.config
     name = cfg.evaluation_backend if step == "evaluation" else cfg.training_backend
-    return get_compute_backend(name, **backend_kwargs(name, loaded, step))
+    kwargs = backend_kwargs(name, loaded, step)
+    if name == "local" and cfg.local.runtime != "process":
+        kwargs["runtime"] = cfg.local.runtime  # the container mode; the process mode keeps its plain kwargs
+    return get_compute_backend(name, **kwargs)
 
 
 def backend_kwargs(name: str, loaded: LoadedConfig, step: str = "training") -> dict[str, Any]:

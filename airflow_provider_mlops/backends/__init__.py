@@ -19,6 +19,12 @@ COMPUTE_BACKENDS: dict[str, str] = {
     "kubernetes": "airflow_provider_mlops.backends.kubernetes.KubernetesComputeBackend",
 }
 
+#: The local backend's runtimes (``local.runtime`` in mlops.yaml): ``get_compute_backend("local", runtime=...)``.
+LOCAL_RUNTIMES: dict[str, str] = {
+    "process": COMPUTE_BACKENDS["local"],
+    "container": "airflow_provider_mlops.backends.local_container.LocalContainerBackend",
+}
+
 #: Backends the config accepts but this release cannot run yet, with what to do instead.
 NOT_YET_AVAILABLE: dict[str, str] = {}
 
@@ -29,7 +35,13 @@ def load_class(path: str) -> Any:
 
 
 def get_compute_backend(name: str, **kwargs: Any) -> ComputeBackend:
-    """Build the compute backend called ``name`` with ``kwargs`` (see each class)."""
+    """Build the compute backend called ``name`` with ``kwargs`` (see each class; ``local`` takes a ``runtime``)."""
+    if name == "local" and "runtime" in kwargs:
+        runtime = kwargs.pop("runtime")
+        if runtime not in LOCAL_RUNTIMES:
+            raise BackendNotAvailableError(f"unknown local runtime {runtime!r}; known: {sorted(LOCAL_RUNTIMES)}")
+        local: ComputeBackend = load_class(LOCAL_RUNTIMES[runtime])(**kwargs)
+        return local
     if name in COMPUTE_BACKENDS:
         backend: ComputeBackend = load_class(COMPUTE_BACKENDS[name])(**kwargs)
         return backend
@@ -38,4 +50,4 @@ def get_compute_backend(name: str, **kwargs: Any) -> ComputeBackend:
     raise BackendNotAvailableError(f"unknown compute backend {name!r}; known: {sorted(COMPUTE_BACKENDS)}")
 
 
-__all__ = ["COMPUTE_BACKENDS", "ComputeBackend", "JobSpec", "JobState", "get_compute_backend", "load_class"]
+__all__ = ["COMPUTE_BACKENDS", "LOCAL_RUNTIMES", "ComputeBackend", "JobSpec", "JobState", "get_compute_backend", "load_class"]

@@ -20,6 +20,11 @@ A job gets only what it declares, as on SageMaker and Kubernetes: ``PATH``, ``HO
 locale, the training-toolkit variables and ``training.environment``; never the worker's own
 environment (Airflow connections, AWS keys, the metadata DB's URL). Job folders are ``0700``
 and logs ``0600``: readable by the worker's user only.
+
+This is the ``process`` runtime. ``local.runtime: container`` runs the same jobs, with the same
+folders and attempt rules, in the model's image
+(:mod:`airflow_provider_mlops.backends.local_container`); only :meth:`LocalComputeBackend._launch`
+and the reading of a running job's state differ.
 """
 
 from __future__ import annotations
@@ -164,12 +169,7 @@ class LocalComputeBackend:
             write_json_atomic(run_dir / "spec.json", spec.to_dict())
             log_path = run_dir / "stdout.log"
             os.close(os.open(log_path, os.O_CREAT | os.O_WRONLY, 0o600))
-            process = spawn_detached(
-                [sys.executable, "-m", "airflow_provider_mlops.backends.local_runner", str(run_dir)],
-                log_path=log_path,
-                cwd=spec.source_dir,
-                env=_runner_env(job_env(run_dir, spec)),
-            )
+            job = self._launch(spec, run_dir, log_path)
         except BaseException as exc:
             # Close the attempt, so the next try starts a fresh one instead of finding a dead end.
             with contextlib.suppress(OSError):
@@ -177,8 +177,18 @@ class LocalComputeBackend:
             if isinstance(exc, OSError):
                 raise BackendError(f"local job {spec.name} could not start: {exc}") from exc
             raise
-        write_json_atomic(run_dir / "job.json", {"pid": process.pid})
+        write_json_atomic(run_dir / "job.json", job)
         return self.poll(spec.name)
+
+    def _launch(self, spec: JobSpec, run_dir: Path, log_path: Path) -> dict[str, Any]:
+        """Start the laid-out job; what ``job.json`` records to find it again (here: the runner's pid)."""
+        process = spawn_detached(
+            [sys.executable, "-m", "airflow_provider_mlops.backends.local_runner", str(run_dir)],
+            log_path=log_path,
+            cwd=spec.source_dir,
+            env=_runner_env(job_env(run_dir, spec)),
+        )
+        return {"pid": process.pid}
 
     def _existing_attempt(self, spec: JobSpec, run_dir: Path) -> JobState | None:
         """The state to re-attach to, or ``None`` when this attempt is over without success (try the next)."""

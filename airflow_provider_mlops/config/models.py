@@ -352,6 +352,16 @@ class Aws(_Model):
     poll_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
 
+class Local(_Model):
+    """
+    How the local backend runs a model's code. ``process`` (the default) runs the entrypoints with
+    the worker's Python; ``container`` runs training, evaluation and the model server in the
+    model's image (``image``), with the SageMaker contract's paths mounted.
+    """
+
+    runtime: Literal["process", "container"] = "process"
+
+
 class Organisation(_Model):
     """
     What only the organisation may decide: set in the ``mlops-defaults.yaml`` at the root of the
@@ -384,6 +394,7 @@ class MlopsConfig(_Model):
     notifications: Notifications = Field(default_factory=Notifications)
     aws: Aws = Field(default_factory=Aws)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    local: Local = Field(default_factory=Local)
     organisation: Organisation = Field(default_factory=Organisation)
 
     @field_validator("version", mode="before")
@@ -400,6 +411,14 @@ class MlopsConfig(_Model):
         if uses_remote and not self.image:
             raise ValueError(
                 f"backend: {sorted(uses_remote)[0]} runs a container image, so 'image' must be set to the ECR image URI"
+            )
+        if self.local.runtime == "container" and not self.image and "local" in (
+            self.training_backend, self.evaluation_backend, self.serving_backend
+        ):
+            raise ValueError(
+                "local.runtime: container runs the model's image, so 'image' must be set to a tag the local engine has "
+                "(for example image: localhost/demo/model:dev, built with `podman build -t localhost/demo/model:dev .`), "
+                "or use local.runtime: process"
             )
         if self.evaluation.channel in ("model",):
             raise ValueError("evaluation.channel: 'model' is reserved for the trained model artifacts")

@@ -47,6 +47,7 @@ from airflow_provider_mlops._proc import (
 )
 from airflow_provider_mlops.airflow_api import free_port
 from airflow_provider_mlops.exceptions import DeploymentError
+from airflow_provider_mlops.serving.containers import container_serving, deploy_container, stop_containers
 from airflow_provider_mlops.serving.server import Limits
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ class LocalServing:
             "router_running": router is not None,
             "router_pid": router["pid"] if router else None,
             "version": current.get("version") if router else None,
-            "server_running": self._server_alive(current, state),
+            "server_running": self._server_alive(current, state) or container_serving(current),
             "history": current.get("history", []),
         }
 
@@ -258,6 +259,14 @@ class LocalServing:
     def deploy(self, endpoint: str, version: ModelVersion, loaded: LoadedConfig) -> dict[str, Any]:
         """The serving protocol: serve a registered ``version`` of ``loaded``'s model on ``endpoint``."""
         cfg = loaded.config
+        if cfg.local.runtime == "container":  # the model server runs in the model's image
+            image = version.lineage.get("image")
+            return deploy_container(
+                self, endpoint, version=version.semver, model_dir=version.artifact_uri,
+                image=image if image and not str(image).startswith("sha256:") else str(cfg.image),
+                entrypoint=cfg.deployment.inference_entrypoint, port=cfg.deployment.port,
+                health_timeout=cfg.deployment.health_check_timeout_seconds,
+            )
         return self.deploy_model(
             endpoint,
             version=version.semver,
@@ -331,6 +340,7 @@ class LocalServing:
         for pid in {*previous, *find_processes(self._server_of(state))}:  # the previous version, and any a crashed deploy left
             if pid != process.pid:
                 terminate_group(pid)
+        stop_containers(state)  # a container-mode server this endpoint ran before
         return {"endpoint": endpoint, "url": url, "version": version, "previous_version": current.get("version"), "unchanged": False}
 
     def _wait_switch(self, endpoint: str, url: str, version: str, timeout: float) -> None:
@@ -417,5 +427,6 @@ class LocalServing:
         servers = {*self._recorded(state / "current.json", self._server_of(state)), *find_processes(self._server_of(state))}
         for pid in [*routers, *servers]:
             terminate_group(pid)
+        stop_containers(state)  # the container mode's model servers (no engine call when there are none)
         (state / "current.json").unlink(missing_ok=True)
 
