@@ -228,11 +228,11 @@ class DeploymentError(MlopsError):
 class DeployRefusedError(DeploymentError):
     """The version may not be deployed: its gate failed, it was Rejected, or it is not Approved."""
 
+    retryable = False
+
 
 class RolledBackError(DeploymentError):
     """The smoke test failed and the endpoint serves the previous version again: a retry would change nothing."""
-
-    retryable = False
 
     retryable = False
 

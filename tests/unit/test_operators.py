@@ -201,3 +201,19 @@ def test_gate_passed_is_skipped_with_the_failed_rules_when_the_gate_failed() -> 
         "demo--breast-cancer 1.0.1 failed the evaluation gate: f1 0.8123 (>= 0.9). "
         "It is registered as Rejected and won't be deployed"
     )
+
+
+def test_every_error_the_hierarchy_marks_unretryable_is_so() -> None:
+    """The exceptions module's tree marks with ``*`` the errors no retry can fix: each class must say so."""
+    import re
+
+    from airflow_provider_mlops import exceptions
+
+    tree = (exceptions.__doc__ or "").split("``*``")[0]
+    marked = set(re.findall(r"(\w+Error)s? \*", tree))
+    assert marked, "the hierarchy in the module docstring marks no error"
+    for name in sorted(marked):
+        assert getattr(exceptions, name).retryable is False, name
+    unmarked = set(re.findall(r"(\w+Error)\s+[a-z]", tree)) - marked
+    for name in sorted(unmarked):
+        assert getattr(exceptions, name).retryable is True, name
