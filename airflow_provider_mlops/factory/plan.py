@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_mlops.config.loader import LoadedConfig
-from airflow_provider_mlops.naming import dag_id
+from airflow_provider_mlops.naming import dag_id, model_group
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class DagSpec:
     doc_md: str
     tasks: tuple[TaskSpec, ...]
     max_active_runs: int = 16
+    #: What the UI shows instead of the id: ``<project>/<model> · <kind>``.
+    display_name: str = ""
 
 
 def _chain(*specs: tuple[str, str, dict[str, Any]]) -> tuple[TaskSpec, ...]:
@@ -45,16 +47,19 @@ def plan_model(loaded: LoadedConfig, root: str | None = None) -> list[DagSpec]:
     """The three DAGs of one model: train, deploy and retrain."""
     cfg = loaded.config
     common = {"config_path": str(loaded.path), "config_root": root}
-    tags = ("mlops", f"project:{cfg.project}", f"model:{cfg.model}", *cfg.tags)
+    tags = ("mlops", f"project:{cfg.project}", f"model:{cfg.model}", f"backend:{cfg.training_backend}", *cfg.tags)
     doc = (
         f"**{cfg.project}/{cfg.model}** {cfg.version}: {cfg.description or 'no description'}\n\n"
-        f"Config: `{loaded.path}` · backend: {cfg.training_backend} · registry: {cfg.registry_backend} · "
-        f"serving: {cfg.serving_backend} · approval: {cfg.deployment.approval}"
+        f"Owner: {cfg.owner} · config: `{loaded.path}` · backend: {cfg.training_backend} · "
+        f"registry: {cfg.registry_backend} (`{model_group(cfg.project, cfg.model)}`) · "
+        f"serving: {cfg.serving_backend} · approval: {cfg.deployment.approval}\n\n"
+        f"[Models](/mlops/models) · [this model's versions](/mlops/dag/{dag_id(cfg.project, cfg.model, 'train')})"
     )
     train_id = dag_id(cfg.project, cfg.model, "train")
     train = DagSpec(
         dag_id=train_id,
         kind="train",
+        display_name=f"{cfg.project}/{cfg.model} · train",
         description=f"Train, evaluate, gate and register {cfg.project}/{cfg.model} {cfg.version}.x",
         schedule=None,
         tags=(*tags, "train"),
@@ -88,6 +93,7 @@ def plan_model(loaded: LoadedConfig, root: str | None = None) -> list[DagSpec]:
     deploy = DagSpec(
         dag_id=dag_id(cfg.project, cfg.model, "deploy"),
         kind="deploy",
+        display_name=f"{cfg.project}/{cfg.model} · deploy",
         description=f"Approve and deploy {cfg.project}/{cfg.model} to endpoint {cfg.endpoint_name}",
         schedule=None,
         tags=(*tags, "deploy"),
@@ -107,6 +113,7 @@ def plan_model(loaded: LoadedConfig, root: str | None = None) -> list[DagSpec]:
     retrain = DagSpec(
         dag_id=dag_id(cfg.project, cfg.model, "retrain"),
         kind="retrain",
+        display_name=f"{cfg.project}/{cfg.model} · retrain",
         description=f"Decide on schedule whether {cfg.project}/{cfg.model} needs retraining",
         schedule=cfg.schedule.retrain_cron,
         tags=(*tags, "retrain"),

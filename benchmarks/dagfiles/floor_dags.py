@@ -98,17 +98,20 @@ def build_model(cfg, path, root):
     approval = deployment.get("approval", "manual")
     owner = cfg.get("owner", "mlops")
     common = {"config_path": path, "config_root": root}
-    tags = {"mlops", f"project:{project}", f"model:{model}", *cfg.get("tags", [])}
+    training_backend = cfg.get("training", {}).get("backend") or backend
+    tags = {"mlops", f"project:{project}", f"model:{model}", f"backend:{training_backend}", *cfg.get("tags", [])}
     doc = (
         f"**{project}/{model}** {version}: {cfg.get('description') or 'no description'}\n\n"
-        f"Config: `{path}` · backend: {cfg.get('training', {}).get('backend') or backend} · "
-        f"registry: {cfg.get('registry', {}).get('backend') or remote} · "
-        f"serving: {deployment.get('backend') or remote} · approval: {approval}"
+        f"Owner: {owner} · config: `{path}` · backend: {training_backend} · "
+        f"registry: {cfg.get('registry', {}).get('backend') or remote} (`{project}--{model}`) · "
+        f"serving: {deployment.get('backend') or remote} · approval: {approval}\n\n"
+        f"[Models](/mlops/models) · [this model's versions](/mlops/dag/mlops__{project}__{model}__train)"
     )
 
     def dag(kind, description, schedule=None, max_active_runs=16):
         return DAG(
-            dag_id=f"mlops__{project}__{model}__{kind}", description=description, schedule=schedule,
+            dag_id=f"mlops__{project}__{model}__{kind}", dag_display_name=f"{project}/{model} · {kind}",
+            description=description, schedule=schedule,
             start_date=START_DATE, catchup=False, tags=tags | {kind}, doc_md=doc,
             max_active_runs=max_active_runs, auto_register=False, is_paused_upon_creation=False,
             default_args={

@@ -40,6 +40,11 @@ def test_every_example_config_loads_with_zero_import_errors(airflow_db: Path) ->
     retrain = bag.get_dag(dag_id("demo", "breast-cancer", "retrain"))
     assert retrain.timetable.expression == "0 3 * * *"
     assert type(retrain.get_task("trigger_train")).__name__ == "MlopsTriggerTrainOperator"
+    # The DAGs read well in the UI: a display name, the owner, the config and links in the docs, tags.
+    assert (train.dag_display_name, deploy.dag_display_name) == ("demo/breast-cancer · train", "demo/breast-cancer · deploy")
+    assert {"mlops", "project:demo", "model:breast-cancer", "backend:local", "train"} <= set(train.tags)
+    assert "Owner: " in train.doc_md and "examples/breast-cancer/mlops.yaml" in train.doc_md
+    assert "(/mlops/models)" in train.doc_md and "(/mlops/dag/mlops__demo__breast-cancer__train)" in train.doc_md
 
 
 def test_a_bad_config_costs_only_its_own_model(airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
