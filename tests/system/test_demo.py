@@ -26,3 +26,6 @@ def test_the_demo_trains_approves_deploys_predicts_and_gates_a_second_model(tmp_
     assert (summary["first"], summary["second"]) == ("1.0.0", "1.0.1")
     assert summary["prediction"]["predictions"], summary
     assert "HTTP 200" in result.stdout and "Gate: FAILED" in result.stdout
+    # No third-party deprecation noise (the progress lines are timed, so tests/unit/test_readme.py checks them).
+    output = result.stdout + result.stderr
+    assert "DeprecationWarning" not in output, output[-3000:]
