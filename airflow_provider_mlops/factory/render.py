@@ -86,7 +86,7 @@ def render_dag(spec: DagSpec, dag_defaults: dict[str, Any] | None = None) -> DAG
     dag = DAG(
         **(dag_defaults or {}),
         dag_id=spec.dag_id,
-        **({"dag_display_name": spec.display_name} if spec.display_name else {}),
+        dag_display_name=spec.display_name or spec.dag_id,
         description=spec.description,
         schedule=spec.schedule,
         start_date=START_DATE,
