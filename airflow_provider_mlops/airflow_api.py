@@ -62,7 +62,7 @@ class AirflowClient:
         if not url:
             raise MlopsError(
                 "MLOPS_AIRFLOW_API_URL is not set: the CLI needs the Airflow api-server's address "
-                "(for example http://127.0.0.1:8080) to answer an approval. Set it, with "
+                "(for example http://127.0.0.1:8080) for approve, reject, retrain, rollback and promote. Set it, with "
                 "MLOPS_AIRFLOW_USERNAME and MLOPS_AIRFLOW_PASSWORD, or MLOPS_AIRFLOW_TOKEN."
             )
         return cls(

@@ -1,7 +1,7 @@
 """
 ``mlops``: validate, render and inspect configs; approve or reject versions; run the demo.
 
-    mlops validate [--publish] PATH...        exit 1 and list every error (files the configs name included)
+    mlops validate [--publish] [--json] PATH...  exit 1 and list every error (files the configs name included)
     mlops publish-files CONFIG [--copy-to D]  the files CI publishes beside a config
     mlops notify ci-failure --config F ...    report a failed CI job to the model's Slack/SNS
     mlops render PATH [--json]                the DAGs and tasks a config produces
@@ -9,13 +9,17 @@
     mlops versions PROJECT/MODEL              the registry's versions
     mlops approve|reject PROJECT/MODEL VER    answer the waiting deploy approval (REST), or --registry-only
     mlops audit PROJECT/MODEL [--json]        who approved, rejected, overrode, deployed, rolled back, promoted
-    mlops endpoint status|stop|invoke NAME    local endpoints
+    mlops endpoint status|stop|invoke PROJECT/MODEL   local endpoints (or the endpoint's name)
+    mlops retrain PROJECT/MODEL               start the train DAG from the last release (REST)
+    mlops rollback PROJECT/MODEL [VERSION]    deploy the previous production version again (deploy DAG, REST)
+    mlops promote PROJECT/MODEL VERSION       deploy VERSION to production (deploy DAG, REST)
     mlops version next --config F --build-number N --commit SHA   CI's image version (dotenv)
     mlops demo                                the example's full local pipeline
     mlops up PATH... [--postgres]             your models on a local Airflow, until Ctrl-C
     mlops shards write --count N [--error-files M] [--dags-folder D]   split the models over N loader files
 
-    --debug (before or after the command): on an error, also print the traceback.
+    --debug (before or after the command): on an error, also print the traceback. --version: the version.
+    mlops COMMAND --help: what a command does, its arguments, and an example.
 
 An error is one line on stderr, "mlops: error: <what> (<path>): <why>; <fix>", and exit code 1.
 Nothing here imports Airflow, except ``demo``.
@@ -31,8 +35,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # versions, approve, reject and audit live in cli_registry; endpoint in cli_endpoint; error output in cli_errors.
-from airflow_provider_mlops import cli_endpoint, cli_registry
-from airflow_provider_mlops.cli_errors import add_debug_flag, print_config_errors, run_command
+from airflow_provider_mlops import __version__, cli_card, cli_endpoint, cli_pipeline, cli_registry
+from airflow_provider_mlops.cli_errors import (
+    add_debug_flag,
+    config_errors_json,
+    print_config_errors,
+    run_command,
+)
+from airflow_provider_mlops.cli_help import add_command
 from airflow_provider_mlops.exceptions import InputError, StorageError
 
 
@@ -41,19 +51,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from airflow_provider_mlops.config.references import reference_errors
 
     loaded, errors = load_all(args.paths)
-    valid = 0
+    valid = []
     for item in loaded:
         # The files a config names must be where its backend reads them (--publish: and publishable).
         problems = reference_errors(item, publish=args.publish)
         errors.extend(problems)
         if not problems:
-            valid += 1
-            print(f"ok: {item.path} ({item.config.project}/{item.config.model} {item.config.version})")
-    print_config_errors(errors)
+            valid.append(item)
     if not loaded and not errors:
+        if args.json:
+            print(json.dumps({"valid": [], "errors": [], "message": f"no mlops.yaml found under {', '.join(args.paths)}"}))
         print(f"error: no mlops.yaml found under {', '.join(args.paths)}", file=sys.stderr)
         return 1
-    print(f"{valid} valid, {len(errors)} error(s)")
+    if args.json:
+        print(json.dumps({
+            "valid": [{"file": str(item.path), "project": item.config.project, "model": item.config.model,
+                       "version": item.config.version} for item in valid],
+            "errors": config_errors_json(errors),
+        }, indent=2))
+        return 1 if errors else 0
+    for item in valid:
+        print(f"ok: {item.path} ({item.config.project}/{item.config.model} {item.config.version})")
+    print_config_errors(errors)
+    print(f"{len(valid)} valid, {len(errors)} error(s)")
     return 1 if errors else 0
 
 
@@ -207,68 +227,87 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"mlops (airflow-provider-mlops) {__version__}",
+                        help="print the installed version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="validate mlops.yaml files or folders; exit 1 on any error")
-    p.add_argument("paths", nargs="+")
+    p = add_command(sub, "validate", help="validate mlops.yaml files or folders; exit 1 on any error",
+                    examples=["mlops validate examples/", "mlops validate --publish --json models/fraud/mlops.yaml"],
+                    details="Checks the schema, the layered defaults and the files each config names.\n"
+                            "--json prints {valid: [...], errors: [{file, line, field, value, message, fix}]}.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="mlops.yaml files, or folders searched for them")
     p.add_argument("--publish", action="store_true",
                    help="also refuse paths outside the config's folder and local data for remote backends (CI)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (errors included)")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("publish-files", help="list the files CI publishes beside a config (relative paths)")
+    p = add_command(sub, "publish-files", help="list the files CI publishes beside a config (relative paths)",
+                    examples=["mlops publish-files models/fraud/mlops.yaml --copy-to build/fraud"])
     p.add_argument("config", help="the mlops.yaml, laid out with the defaults it is published under")
     p.add_argument("--source", help="the folder its paths resolve from (default: the config's folder)")
     p.add_argument("--copy-to", help="also copy the files into this folder, at the same relative paths")
     p.add_argument("--max-mb", type=float, default=50.0, help="the most all files may weigh (default 50)")
     p.set_defaults(func=cmd_publish_files)
 
-    p = sub.add_parser("notify", help="send a pipeline notification from outside Airflow")
-    nsub = p.add_subparsers(dest="notify_command", required=True)
-    c = nsub.add_parser("ci-failure", help="report a failed CI job to the model's Slack/SNS; exit 0 even when delivery fails")
+    p = add_command(sub, "notify", help="send a pipeline notification from outside Airflow",
+                    examples=["mlops notify ci-failure --config mlops.yaml --pipeline-url $CI_PIPELINE_URL "
+                              "--job $CI_JOB_NAME --stage $CI_JOB_STAGE"])
+    nsub = p.add_subparsers(dest="notify_command", required=True, metavar="EVENT")
+    c = add_command(nsub, "ci-failure", help="report a failed CI job to the model's Slack/SNS; exit 0 even when delivery fails",
+                    examples=["mlops notify ci-failure --config mlops.yaml --pipeline-url $CI_PIPELINE_URL "
+                              "--job $CI_JOB_NAME --stage $CI_JOB_STAGE --job-url $CI_JOB_URL"])
     c.add_argument("--config", required=True, help="the model's mlops.yaml")
     c.add_argument("--pipeline-url", required=True, help="for example $CI_PIPELINE_URL")
-    c.add_argument("--job", required=True, help="the failed job's name")
-    c.add_argument("--stage", required=True, help="the failed job's stage")
-    c.add_argument("--job-url", help="the failed job's log")
-    c.add_argument("--version", help="the image version the pipeline builds")
-    c.add_argument("--commit", help="the model repository's commit")
-    c.add_argument("--source-project", help="the model repository's GitLab path")
+    c.add_argument("--job", required=True, help="the failed job's name, for example $CI_JOB_NAME")
+    c.add_argument("--stage", required=True, help="the failed job's stage, for example $CI_JOB_STAGE")
+    c.add_argument("--job-url", help="the failed job's log, for example $CI_JOB_URL")
+    c.add_argument("--version", help="the image version the pipeline builds, for example 1.0.42")
+    c.add_argument("--commit", help="the model repository's commit, for example $CI_COMMIT_SHA")
+    c.add_argument("--source-project", help="the model repository's GitLab path, for example $CI_PROJECT_PATH")
     c.set_defaults(func=cmd_notify_ci_failure)
 
-    p = sub.add_parser("render", help="print the DAGs and tasks a config produces")
-    p.add_argument("path")
-    p.add_argument("--json", action="store_true")
+    p = add_command(sub, "render", help="print the DAGs and tasks a config produces",
+                    examples=["mlops render examples/breast-cancer/mlops.yaml", "mlops render mlops.yaml --json"])
+    p.add_argument("path", help="the model's mlops.yaml")
+    p.add_argument("--json", action="store_true", help="print the DAGs as JSON")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("schema", help="write the JSON Schema of mlops.yaml")
-    p.add_argument("-o", "--output")
+    p = add_command(sub, "schema", help="print or write the JSON Schema of mlops.yaml (for editors and CI)",
+                    examples=["mlops schema -o mlops.schema.json"])
+    p.add_argument("-o", "--output", help="write it to this file (default: print it)")
     p.set_defaults(func=cmd_schema)
 
     cli_registry.add_parsers(sub)
+    cli_card.add_parsers(sub)
+    cli_pipeline.add_parsers(sub)
     cli_endpoint.add_parsers(sub)
 
-    p = sub.add_parser("version", help="versions for CI")
-    vsub = p.add_subparsers(dest="version_command", required=True)
-    n = vsub.add_parser("next", help="print the image version and tags as dotenv lines")
-    n.add_argument("--config", required=True)
+    p = add_command(sub, "version", help="versions for CI",
+                    examples=["mlops version next --config mlops.yaml --build-number $CI_PIPELINE_IID "
+                              "--commit $CI_COMMIT_SHA"])
+    vsub = p.add_subparsers(dest="version_command", required=True, metavar="ACTION")
+    n = add_command(vsub, "next", help="print the image version and tags as dotenv lines",
+                    examples=["mlops version next --config mlops.yaml --build-number 42 --commit 3f2a9c1 > build.env"])
+    n.add_argument("--config", required=True, help="the model's mlops.yaml (its version: gives MAJOR.MINOR)")
     n.add_argument("--build-number", type=int, required=True, help="for example $CI_PIPELINE_IID")
     n.add_argument("--commit", required=True, help="for example $CI_COMMIT_SHA")
     n.set_defaults(func=cmd_version_next)
 
-    p = sub.add_parser("shards", help="split the models over several loader files (parse-time sharding)")
-    ssub = p.add_subparsers(dest="shards_command", required=True)
-    w = ssub.add_parser("write", help="write mlops_dags_<i>.py for i in 0..COUNT-1 (and remove stale ones)")
+    p = add_command(sub, "shards", help="split the models over several loader files (parse-time sharding)",
+                    examples=["mlops shards write --count 4 --dags-folder dags"])
+    ssub = p.add_subparsers(dest="shards_command", required=True, metavar="ACTION")
+    w = add_command(ssub, "write", help="write mlops_dags_<i>.py for i in 0..COUNT-1 (and remove stale ones)",
+                    examples=["mlops shards write --count 4 --error-files 2 --dags-folder dags"])
     w.add_argument("--count", type=int, required=True, help="number of shard files, for example 4")
     w.add_argument("--error-files", type=int, default=1,
                    help="also split mlops_config_errors.py into this many files (default 1: keep the one file)")
     w.add_argument("--dags-folder", default="dags", help="where to write them (default: dags)")
     w.set_defaults(func=cmd_shards_write)
 
-    p = sub.add_parser(
-        "up", help="run your models on a local Airflow (scheduler, dag-processor, triggerer, api-server) until Ctrl-C",
-        description="Start a local Airflow for the mlops.yaml files under PATH and print the UI's address and login.\n"
-        "Example: mlops up examples/breast-cancer --port 8080",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = add_command(
+        sub, "up", help="run your models on a local Airflow (scheduler, dag-processor, triggerer, api-server) until Ctrl-C",
+        examples=["mlops up examples/breast-cancer --port 8080"],
+        details="Start a local Airflow for the mlops.yaml files under PATH and print the UI's address and login.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="model folders (with mlops.yaml) or mlops.yaml files")
     p.add_argument("--home", default=".mlops-up", help="where Airflow's DB, logs and the registry live (default .mlops-up)")
@@ -277,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use a throw-away PostgreSQL cluster instead of SQLite (needs Debian's postgresql)")
     p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser("demo", help="run the example model's full pipeline locally")
+    p = add_command(sub, "demo", help="run the example model's full pipeline locally",
+                    examples=["mlops demo", "mlops demo --workdir /tmp/demo --keep-serving"])
     p.add_argument("--workdir", default=".demo", help="where the demo keeps Airflow's DB and the registry")
     p.add_argument("--keep-serving", action="store_true", help="leave the endpoint running at the end")
     p.set_defaults(func=cmd_demo)

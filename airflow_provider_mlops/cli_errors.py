@@ -16,6 +16,7 @@ import sqlite3
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from airflow_provider_mlops.exceptions import ConfigError, ConfigErrors, MlopsError, StorageError
 
@@ -27,6 +28,18 @@ def print_config_errors(errors: Sequence[ConfigError]) -> None:
     """``validate`` lists every config error, one line each."""
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
+
+
+def config_errors_json(errors: Sequence[ConfigError]) -> list[dict[str, Any]]:
+    """``validate --json``: each error as ``{file, line, field, value, message, fix}`` (JSON-safe values)."""
+    rows = []
+    for error in errors:
+        value = error.value
+        if not (value is None or isinstance(value, (str, int, float, bool))):
+            value = repr(value)
+        rows.append({"file": error.path, "line": error.line, "field": error.field, "value": value,
+                     "message": error.problem, "fix": error.fix})
+    return rows
 
 
 def one_line(exc: BaseException) -> str:

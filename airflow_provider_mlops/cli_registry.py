@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airflow_provider_mlops.cli_help import CONFIG_HELP, MODEL_REF_HELP, SubParsers, add_command
 from airflow_provider_mlops.exceptions import InputError
 from airflow_provider_mlops.naming import NAME_RULE, is_valid_name
 
@@ -88,19 +89,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return audit(args, find_config(project, model, args.config))
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parsers(sub: SubParsers[argparse.ArgumentParser]) -> None:
     """The subcommands ``versions``, ``approve``, ``reject`` and ``audit``."""
-    p = sub.add_parser("versions", help="list a model's registered versions")
-    p.add_argument("model", help="PROJECT/MODEL")
-    p.add_argument("--config", help="the model's mlops.yaml (default: search MLOPS_CONFIG_PATH)")
-    p.add_argument("--json", action="store_true")
+    p = add_command(sub, "versions", help="list a model's registered versions (status, stage, primary metric, gate)",
+                    examples=["mlops versions demo/breast-cancer", "mlops versions demo/breast-cancer --json"])
+    p.add_argument("model", metavar="PROJECT/MODEL", help=MODEL_REF_HELP)
+    p.add_argument("--config", help=CONFIG_HELP)
+    p.add_argument("--json", action="store_true", help="print the version records as JSON")
     p.set_defaults(func=cmd_versions)
 
-    for name in ("approve", "reject"):
-        p = sub.add_parser(name, help=f"{name} a version's deployment")
-        p.add_argument("model", help="PROJECT/MODEL")
-        p.add_argument("version", help="MAJOR.MINOR.PATCH")
-        p.add_argument("--config", help="the model's mlops.yaml (default: search MLOPS_CONFIG_PATH)")
+    airflow = ("With MLOPS_AIRFLOW_API_URL (and MLOPS_AIRFLOW_USERNAME/MLOPS_AIRFLOW_PASSWORD or MLOPS_AIRFLOW_TOKEN) "
+               "set, it answers the deploy run that waits for the decision, as that Airflow user;\n"
+               "without it, or with --registry-only, the decision is recorded in the registry.")
+    for name, example in (("approve", "mlops approve demo/breast-cancer 1.0.2 --reason 'gate table reviewed'"),
+                          ("reject", "mlops reject demo/breast-cancer 1.0.2 --reason 'recall dropped on site B'")):
+        p = add_command(sub, name, help=f"{name} a model version's deployment", examples=[example], details=airflow)
+        p.add_argument("model", metavar="PROJECT/MODEL", help=MODEL_REF_HELP)
+        p.add_argument("version", metavar="VERSION", help="the model version, MAJOR.MINOR.PATCH; see mlops versions")
+        p.add_argument("--config", help=CONFIG_HELP)
         p.add_argument("--by", help="who decides, without Airflow only (default: $MLOPS_APPROVER or $USER); "
                        "with MLOPS_AIRFLOW_API_URL set, you decide as the Airflow user you log in as")
         p.add_argument("--reason", default="", help="why; recorded (required to reject, and for --override-gate)")
@@ -111,8 +117,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                            help="approve a version that failed its gate (deployment.gate_override_by only; needs --reason)")
         p.set_defaults(func=cmd_decide)
 
-    p = sub.add_parser("audit", help="a model's audit log: approvals, rejections, overrides, deploys, rollbacks, promotions")
-    p.add_argument("model", help="PROJECT/MODEL")
-    p.add_argument("--config", help="the model's mlops.yaml (default: search MLOPS_CONFIG_PATH)")
-    p.add_argument("--json", action="store_true")
+    p = add_command(sub, "audit", help="a model's audit log: approvals, rejections, overrides, deploys, rollbacks, "
+                    "promotions", examples=["mlops audit demo/breast-cancer", "mlops audit demo/breast-cancer --json"])
+    p.add_argument("model", metavar="PROJECT/MODEL", help=MODEL_REF_HELP)
+    p.add_argument("--config", help=CONFIG_HELP)
+    p.add_argument("--json", action="store_true", help="print the events as JSON")
     p.set_defaults(func=cmd_audit)

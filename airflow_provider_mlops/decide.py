@@ -33,6 +33,7 @@ from airflow_provider_mlops.exceptions import (
     ApprovalRefusedError,
     InputError,
     MlopsError,
+    VersionNotFoundError,
 )
 from airflow_provider_mlops.naming import dag_id
 from airflow_provider_mlops.registry.base import APPROVED, REJECTED, already_decided_message, is_decided
@@ -60,7 +61,16 @@ def decide(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     status = APPROVED if approve else REJECTED
     registry = runtime.registry_for(loaded)
     group = runtime.group_of(loaded)
-    version = registry.get(group, args.version)
+    try:
+        version = registry.get(group, args.version)
+    except VersionNotFoundError:
+        # Named by PROJECT/MODEL, never split back from the group (an old "a-b-c" group splits two ways).
+        ref = f"{loaded.config.project}/{loaded.config.model}"
+        known = ", ".join(v.semver for v in registry.list_versions(group)) or "none yet"
+        raise VersionNotFoundError(
+            f"{ref} (registry group {group}) has no version {args.version} (versions: {known}); "
+            f"run 'mlops versions {ref}' to see them"
+        ) from None
     client = None
     if os.environ.get(API_URL_ENV):
         if args.by:
@@ -123,7 +133,8 @@ def _answer_in_airflow(
             ) from None
         raise
     gate = "" if gate_passed(version) else " (gate override)"
-    print(f"{option}d {version.group} {version.semver}{gate} in Airflow run {ti['dag_run_id']} as {person.name}"
+    done = APPROVED if approve else REJECTED  # "Approved" / "Rejected", never the option name plus "d"
+    print(f"{done} {version.group} {version.semver}{gate} in Airflow run {ti['dag_run_id']} as {person.name}"
           + (f": {reason}" if reason else ""))
     return 0
 

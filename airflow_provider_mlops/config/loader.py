@@ -458,10 +458,30 @@ def _explain(error: Mapping[str, Any], own: _Source, layers: list[_Source]) -> C
         )
     if isinstance(value, (dict, list)):
         value = None if kind == "value_error" else f"<{type(value).__name__}>"
-    fix = "set a value that matches the rule above"
+    fix = _metric_fix(message) or "set a value that matches the rule above"
     if kind == "string_pattern_mismatch" and loc and loc[-1] in ("project", "model"):
         message, fix = f"must be {NAME_RULE}", f"rename it, for example {_slug(value)!r}"
     return ConfigError(message, path=str(holder.path), line=line, field=dotted, value=value, fix=fix)
+
+
+_NOT_A_METRIC = re.compile(r"'(?P<name>[^']*)' is not one of metrics (?P<metrics>\[[^\]]*\])")
+
+
+def _metric_fix(message: str) -> str | None:
+    """``did you mean 'f1'?`` for a gate (or primary) metric that is not one of ``evaluation.metrics``."""
+    import ast
+
+    match = _NOT_A_METRIC.search(message)
+    if match is None:
+        return None
+    try:
+        metrics = [str(m) for m in ast.literal_eval(match["metrics"])]
+    except (ValueError, SyntaxError):
+        return None
+    close = difflib.get_close_matches(match["name"], metrics, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean '{close[0]}'? (evaluation.metrics: {', '.join(metrics)})"
+    return f"use one of evaluation.metrics ({', '.join(metrics)}), or add '{match['name']}' to evaluation.metrics"
 
 
 def _slug(value: object) -> str:

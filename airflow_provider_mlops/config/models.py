@@ -59,8 +59,8 @@ class _Model(BaseModel):
 class MetricDefinition(_Model):
     """A regex that reads one metric from the training log, as SageMaker's MetricDefinitions."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/-]{1,255}$")]
-    regex: Annotated[str, Field(min_length=1, max_length=500)]
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/-]{1,255}$")] = Field(description="The metric's name, as it appears in the version's metrics", examples=['train_accuracy'])
+    regex: Annotated[str, Field(min_length=1, max_length=500)] = Field(description="A regular expression with one capturing group around the number, matched against the training log", examples=['train_accuracy=([0-9.]+)'])
 
     @field_validator("regex")
     @classmethod
@@ -77,16 +77,16 @@ class MetricDefinition(_Model):
 class Resources(_Model):
     """Compute for one step. SageMaker reads the instance keys, Kubernetes the cpu/memory/gpu keys."""
 
-    instance_type: Annotated[str, Field(pattern=r"^(local|ml\.[a-z0-9]+\.[a-z0-9]+)$")] = "ml.m5.large"
-    instance_count: Annotated[int, Field(ge=1, le=100)] = 1
-    volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = 30
-    max_runtime_seconds: Annotated[int, Field(ge=60, le=28 * 24 * 3600)] = 24 * 3600
-    use_spot: bool = False
-    max_wait_seconds: Annotated[int, Field(ge=60)] | None = None
-    checkpoint_uri: str | None = None
-    gpus: Annotated[int, Field(ge=0, le=16)] = 0
-    cpu: Annotated[str, Field(pattern=r"^\d+(\.\d+)?m?$")] | None = None
-    memory: Annotated[str, Field(pattern=r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")] | None = None
+    instance_type: Annotated[str, Field(pattern=r"^(local|ml\.[a-z0-9]+\.[a-z0-9]+)$")] = Field(default="ml.m5.large", description="The SageMaker instance type (ml.*), or 'local'", examples=['ml.m5.large'])
+    instance_count: Annotated[int, Field(ge=1, le=100)] = Field(default=1, description="How many instances a SageMaker job runs on (1-100)")
+    volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = Field(default=30, description="The SageMaker job's storage volume in GB")
+    max_runtime_seconds: Annotated[int, Field(ge=60, le=28 * 24 * 3600)] = Field(default=24 * 3600, description="The longest a job may run, in seconds (60 s to 28 days); then it is stopped", examples=[86400])
+    use_spot: bool = Field(default=False, description="Run SageMaker training on managed spot capacity (set max_wait_seconds and checkpoint_uri)")
+    max_wait_seconds: Annotated[int, Field(ge=60)] | None = Field(default=None, description="With use_spot: how long to wait for spot capacity plus the run, in seconds (>= max_runtime_seconds)", examples=[172800])
+    checkpoint_uri: str | None = Field(default=None, description="Where a spot training job keeps its checkpoints, an s3:// URI", examples=['s3://my-bucket/checkpoints/fraud'])
+    gpus: Annotated[int, Field(ge=0, le=16)] = Field(default=0, description="GPUs per pod on Kubernetes (0-16)")
+    cpu: Annotated[str, Field(pattern=r"^\d+(\.\d+)?m?$")] | None = Field(default=None, description="The CPU request on Kubernetes, in cores or millicores", examples=['2', '500m'])
+    memory: Annotated[str, Field(pattern=r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")] | None = Field(default=None, description="The memory request on Kubernetes", examples=['4Gi'])
 
     @model_validator(mode="after")
     def _spot_needs_wait(self) -> Resources:
@@ -101,17 +101,17 @@ class Resources(_Model):
 class Training(_Model):
     """How the model is trained. The entrypoint follows the SageMaker training-toolkit contract."""
 
-    entrypoint: Annotated[str, Field(min_length=1)] = "train.py"
-    source_dir: str = "."
-    backend: Backend | None = None
-    hyperparameters: dict[str, HyperparameterValue] = Field(default_factory=dict)
-    channels: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")], str] = Field(
+    entrypoint: Annotated[str, Field(min_length=1)] = Field(default="train.py", description="The training script, relative to source_dir; it follows the SageMaker training-toolkit contract", examples=['train.py'])
+    source_dir: str = Field(default=".", description="The folder holding the code, relative to mlops.yaml", examples=['.'])
+    backend: Backend | None = Field(default=None, description="Where training runs (default: the top-level backend)")
+    hyperparameters: dict[str, HyperparameterValue] = Field(description="Passed to the entrypoint as hyperparameters.json and --name value arguments", examples=[{'C': 1.0, 'max_iter': 500}], default_factory=dict)
+    channels: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")], str] = Field(description="Data channels: name to a path (relative to mlops.yaml) or an s3:// URI; each becomes SM_CHANNEL_<NAME>", examples=[{'train': 'data/train'}],
         default_factory=lambda: {"train": "data/train"}
     )
-    resources: Resources = Field(default_factory=Resources)
-    metric_definitions: list[MetricDefinition] = Field(default_factory=list)
-    environment: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], str] = Field(default_factory=dict)
-    kubernetes: KubernetesStep | None = None
+    resources: Resources = Field(description="The compute the training job gets", default_factory=Resources)
+    metric_definitions: list[MetricDefinition] = Field(description="Metrics read from the training log by regex, recorded with the version", default_factory=list)
+    environment: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], str] = Field(description="Environment variables for the training job (no secrets: use the backend's secret store)", examples=[{'LOG_LEVEL': 'info'}], default_factory=dict)
+    kubernetes: KubernetesStep | None = Field(default=None, description="Kubernetes settings for the training pod, over the top-level kubernetes block")
 
     @field_validator("channels")
     @classmethod
@@ -130,10 +130,10 @@ class GateRule(_Model):
     regression of 0.01, ``0.01`` demands an improvement of 0.01.
     """
 
-    min: float | None = None
-    max: float | None = None
-    min_delta: float | None = None
-    greater_is_better: bool | None = None
+    min: float | None = Field(default=None, description="The lowest value the candidate may have", examples=[0.9])
+    max: float | None = Field(default=None, description="The highest value the candidate may have", examples=[0.5])
+    min_delta: float | None = Field(default=None, description="The least improvement over the production version, in the metric's good direction (0: not worse; -0.01 allows a 0.01 regression)", examples=[-0.01])
+    greater_is_better: bool | None = Field(default=None, description="The metric's direction, for a metric the product does not know")
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> GateRule:
@@ -147,17 +147,17 @@ class GateRule(_Model):
 class Evaluation(_Model):
     """How the model is evaluated, on a held-out channel, and gated."""
 
-    entrypoint: Annotated[str, Field(min_length=1)] = "evaluate.py"
-    backend: Backend | None = None
-    task: Literal["classification", "regression"] = "classification"
-    channel: str = "test"
-    data: str | None = None
-    metrics: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = Field(default_factory=list)
-    primary_metric: str | None = None
-    greater_is_better: dict[str, bool] = Field(default_factory=dict)
-    gate: dict[str, GateRule] = Field(default_factory=dict)
-    resources: Resources | None = None
-    kubernetes: KubernetesStep | None = None
+    entrypoint: Annotated[str, Field(min_length=1)] = Field(default="evaluate.py", description="The evaluation script, relative to training.source_dir; it writes metrics.json", examples=['evaluate.py'])
+    backend: Backend | None = Field(default=None, description="Where evaluation runs (default: training's backend)")
+    task: Literal["classification", "regression"] = Field(default="classification", description="classification or regression: picks the default metrics")
+    channel: str = Field(default="test", description="The held-out data channel the model is evaluated on", examples=['test'])
+    data: str | None = Field(default=None, description="Where that channel's data is, a path relative to mlops.yaml or an s3:// URI (default: data/<channel>)", examples=['data/test'])
+    metrics: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = Field(description="The metrics evaluation reports (default: f1, precision, recall, accuracy; or mse, mae, r2)", examples=[['f1', 'precision', 'recall', 'accuracy']], default_factory=list)
+    primary_metric: str | None = Field(default=None, description="The metric shown first and compared across versions (default: the first of metrics)", examples=['f1'])
+    greater_is_better: dict[str, bool] = Field(description="The direction of metrics the product does not know", examples=[{'auc_pr': True}], default_factory=dict)
+    gate: dict[str, GateRule] = Field(description="Rules a candidate must pass to be deployable, by metric (each one of metrics)", examples=[{'f1': {'min': 0.9, 'min_delta': -0.01}}], default_factory=dict)
+    resources: Resources | None = Field(default=None, description="The compute the evaluation job gets (default: training's)")
+    kubernetes: KubernetesStep | None = Field(default=None, description="Kubernetes settings for the evaluation pod, over the top-level kubernetes block")
 
     @model_validator(mode="after")
     def _metrics_consistent(self) -> Evaluation:
@@ -197,16 +197,16 @@ class Registry(_Model):
     organisation's defaults set ``organisation.allow_resource_overrides``.
     """
 
-    backend: RegistryBackend | None = None
-    home: str | None = None
-    model_package_group: str | None = None
+    backend: RegistryBackend | None = Field(default=None, description="Where versions are registered: local (SQLite under the MLOps home) or sagemaker (the Model Registry)")
+    home: str | None = Field(default=None, description="The local registry's folder, relative to mlops.yaml (default: $MLOPS_HOME or ~/.mlops)", examples=['.mlops'])
+    model_package_group: str | None = Field(default=None, description="The registry group (default: <project>--<model>); another name needs organisation.allow_resource_overrides", examples=['demo--breast-cancer'])
 
 
 class Approver(_Model):
     """An Airflow user, by the id its auth manager gives (``id``) and a display ``name``."""
 
-    id: Annotated[str, Field(min_length=1, max_length=256)]
-    name: Annotated[str, Field(min_length=1, max_length=256)]
+    id: Annotated[str, Field(min_length=1, max_length=256)] = Field(description="The user's id in Airflow's auth manager (FAB: a number)", examples=['42'])
+    name: Annotated[str, Field(min_length=1, max_length=256)] = Field(description="The user's display name", examples=['carol'])
 
 
 #: A user: the user name (the simple auth manager's id), or ``{id, name}`` where ids differ from names (FAB).
@@ -214,43 +214,43 @@ ApproverRef = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S(.
 
 
 class Canary(_Model):
-    size_percent: Annotated[int, Field(ge=1, le=99)] = 10
-    wait_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    size_percent: Annotated[int, Field(ge=1, le=99)] = Field(default=10, description="The share of traffic the new version gets first (1-99)", examples=[10])
+    wait_seconds: Annotated[int, Field(ge=0, le=3600)] = Field(default=300, description="How long the canary runs before all traffic moves, in seconds", examples=[300])
 
 
 class Linear(_Model):
-    step_percent: Annotated[int, Field(ge=1, le=99)] = 20
-    wait_seconds: Annotated[int, Field(ge=0, le=3600)] = 120
+    step_percent: Annotated[int, Field(ge=1, le=99)] = Field(default=20, description="The share of traffic moved at each step (1-99)", examples=[20])
+    wait_seconds: Annotated[int, Field(ge=0, le=3600)] = Field(default=120, description="The wait between steps, in seconds", examples=[120])
 
 
 class SmokeTest(_Model):
     """The request a deploy sends to the new endpoint before it is promoted."""
 
-    payload: str | None = None
-    payload_file: str | None = None
-    content_type: str = "application/json"
+    payload: str | None = Field(default=None, description="The request body sent to the new endpoint before promotion", examples=['{"instances": [[14.1, 20.3]]}'])
+    payload_file: str | None = Field(default=None, description="A file holding that body, relative to mlops.yaml", examples=['smoke_payload.json'])
+    content_type: str = Field(default="application/json", description="The request's content type", examples=['application/json'])
 
 
 class Deployment(_Model):
     """Where and how an approved version is served."""
 
-    endpoint_name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")] | None = None
-    backend: ServingBackend | None = None
-    approval: Literal["manual", "auto"] = "manual"
-    strategy: Literal["all_at_once", "canary", "linear"] = "all_at_once"
-    canary: Canary = Field(default_factory=Canary)
-    linear: Linear = Field(default_factory=Linear)
-    termination_wait_seconds: Annotated[int, Field(ge=0, le=3600)] = 0
-    auto_rollback_alarms: list[str] = Field(default_factory=list)
-    instance_type: str = "ml.m5.large"
-    instance_count: Annotated[int, Field(ge=1)] = 1
-    inference_entrypoint: str = "inference.py"
-    content_types: list[str] = Field(default_factory=lambda: ["application/json"])
-    response_types: list[str] = Field(default_factory=lambda: ["application/json"])
-    port: Annotated[int, Field(ge=1024, le=65535)] | None = None
-    health_check_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
-    keep_previous: Annotated[int, Field(ge=0, le=20)] = 2
-    smoke_test: SmokeTest = Field(default_factory=SmokeTest)
+    endpoint_name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")] | None = Field(default=None, description="The endpoint's name (default: <project>--<model>); another name needs organisation.allow_resource_overrides", examples=['demo--breast-cancer'])
+    backend: ServingBackend | None = Field(default=None, description="Where the model is served: local or sagemaker (default: from the top-level backend)")
+    approval: Literal["manual", "auto"] = Field(default="manual", description="manual: a person approves each deploy in the Airflow UI or with mlops approve; auto: a version that passed its gate deploys")
+    strategy: Literal["all_at_once", "canary", "linear"] = Field(default="all_at_once", description="How traffic moves to the new version (canary and linear: SageMaker blue/green only)")
+    canary: Canary = Field(description="The canary traffic shift, with strategy: canary", default_factory=Canary)
+    linear: Linear = Field(description="The linear traffic shift, with strategy: linear", default_factory=Linear)
+    termination_wait_seconds: Annotated[int, Field(ge=0, le=3600)] = Field(default=0, description="How long SageMaker keeps the old fleet after the shift, in seconds", examples=[0])
+    auto_rollback_alarms: list[str] = Field(description="CloudWatch alarms that roll a SageMaker blue/green update back", examples=[['fraud-5xx-high']], default_factory=list)
+    instance_type: str = Field(default="ml.m5.large", description="The SageMaker endpoint's instance type", examples=['ml.m5.large'])
+    instance_count: Annotated[int, Field(ge=1)] = Field(default=1, description="The SageMaker endpoint's instance count", examples=[1])
+    inference_entrypoint: str = Field(default="inference.py", description="The serving script (model_fn, predict_fn, ...), relative to training.source_dir", examples=['inference.py'])
+    content_types: list[str] = Field(description="The request content types the model accepts", examples=[['application/json']], default_factory=lambda: ["application/json"])
+    response_types: list[str] = Field(description="The response content types the model returns", examples=[['application/json']], default_factory=lambda: ["application/json"])
+    port: Annotated[int, Field(ge=1024, le=65535)] | None = Field(default=None, description="The local endpoint's port on 127.0.0.1 (default: a free one, kept across deploys)", examples=[8080])
+    health_check_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(default=60, description="How long a new model server may take to answer /ping, in seconds", examples=[60])
+    keep_previous: Annotated[int, Field(ge=0, le=20)] = Field(default=2, description="How many earlier SageMaker endpoint configs to keep for rollback (0-20)", examples=[2])
+    smoke_test: SmokeTest = Field(description="The request sent to the new endpoint before it is promoted", default_factory=SmokeTest)
     approvers: list[ApproverRef] = Field(
         default_factory=list,
         description="Who may approve or reject a deploy (HITL assigned_users); empty: anyone Airflow lets answer",
@@ -291,8 +291,8 @@ def _sagemaker_guardrail(deployment: Deployment) -> str | None:
 class Schedule(_Model):
     """When the retrain DAG runs, and what makes it retrain."""
 
-    retrain_cron: str | None = None
-    max_model_age_days: Annotated[float, Field(gt=0)] | None = 30
+    retrain_cron: str | None = Field(default=None, description="When the retrain DAG runs: a 5-field cron expression or a preset (unset: never on a schedule)", examples=['0 3 * * *', '@daily'])
+    max_model_age_days: Annotated[float, Field(gt=0)] | None = Field(default=30, description="Retrain when the production version is older than this many days", examples=[30])
     retrain_on_new_data: bool | None = Field(
         default=None,
         description="Retrain when a training channel holds a file or S3 object newer than the newest version. "
@@ -318,19 +318,19 @@ ALL_EVENTS: tuple[NotificationEvent, ...] = (
 
 
 class SlackTarget(_Model):
-    connection_id: str = "slack_default"
-    channel: str | None = None
+    connection_id: str = Field(default="slack_default", description="The Airflow Slack connection (webhook or bot token)", examples=['slack_default'])
+    channel: str | None = Field(default=None, description="The Slack channel (default: the connection's)", examples=['#ml-alerts'])
 
 
 class SnsTarget(_Model):
-    topic_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")]
-    aws_conn_id: str = "aws_default"
+    topic_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")] = Field(description="The SNS topic's ARN", examples=['arn:aws:sns:eu-west-1:123456789012:ml-alerts'])
+    aws_conn_id: str = Field(default="aws_default", description="The Airflow AWS connection that publishes", examples=['aws_default'])
 
 
 class Notifications(_Model):
-    slack: SlackTarget | None = None
-    sns: SnsTarget | None = None
-    events: list[NotificationEvent] = Field(default_factory=lambda: list(ALL_EVENTS))
+    slack: SlackTarget | None = Field(default=None, description="Send the events to Slack")
+    sns: SnsTarget | None = Field(default=None, description="Send the events to an SNS topic")
+    events: list[NotificationEvent] = Field(description="Which events notify (default: all)", examples=[['awaiting_approval', 'deployed', 'failure']], default_factory=lambda: list(ALL_EVENTS))
 
 
 class Aws(_Model):
@@ -344,12 +344,12 @@ class Aws(_Model):
     often jobs and endpoints are polled.
     """
 
-    conn_id: str = "aws_default"
-    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")] | None = None
-    role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")] | None = None
-    artifacts_uri: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")] | None = None
-    tag_model_packages: bool = True
-    poll_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    conn_id: str = Field(default="aws_default", description="The Airflow AWS connection every call goes through", examples=['aws_default'])
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")] | None = Field(default=None, description="The AWS region (default: the connection's)", examples=['eu-west-1'])
+    role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")] | None = Field(default=None, description="The SageMaker execution role of jobs and models", examples=['arn:aws:iam::123456789012:role/SageMakerExecution'])
+    artifacts_uri: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")] | None = Field(default=None, description="The S3 prefix for models, evaluation output, checkpoints and version records", examples=['s3://my-ml-bucket/mlops'])
+    tag_model_packages: bool = Field(default=True, description="Also tag each model package with its semver (needs sagemaker:AddTags)")
+    poll_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(default=30.0, description="How often jobs and endpoints are polled, in seconds", examples=[30])
 
 
 class Local(_Model):
@@ -359,7 +359,7 @@ class Local(_Model):
     model's image (``image``), with the SageMaker contract's paths mounted.
     """
 
-    runtime: Literal["process", "container"] = "process"
+    runtime: Literal["process", "container"] = Field(default="process", description="process: run the entrypoints with the worker's Python; container: in the model's image")
 
 
 class Organisation(_Model):
@@ -371,31 +371,31 @@ class Organisation(_Model):
     homes outside their own namespace.
     """
 
-    allow_resource_overrides: bool = False
+    allow_resource_overrides: bool = Field(default=False, description="Let configs name registry groups, endpoints and registry homes outside their own namespace (root mlops-defaults.yaml only)")
 
 
 class MlopsConfig(_Model):
     """The whole of one model's ``mlops.yaml``."""
 
-    project: Name
-    model: Name
-    version: str
-    description: str = ""
-    owner: str = "mlops"
-    tags: list[str] = Field(default_factory=list)
-    backend: Backend = "local"
-    image: str | None = None
-    repository: str | None = None
-    training: Training = Field(default_factory=Training)
-    evaluation: Evaluation = Field(default_factory=Evaluation)
-    registry: Registry = Field(default_factory=Registry)
-    deployment: Deployment = Field(default_factory=Deployment)
-    schedule: Schedule = Field(default_factory=Schedule)
-    notifications: Notifications = Field(default_factory=Notifications)
-    aws: Aws = Field(default_factory=Aws)
-    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
-    local: Local = Field(default_factory=Local)
-    organisation: Organisation = Field(default_factory=Organisation)
+    project: Name = Field(description="The project (team or product) the model belongs to: 1-32 lowercase letters, digits and '-'", examples=['demo'])
+    model: Name = Field(description="The model's name within the project: 1-32 lowercase letters, digits and '-'", examples=['breast-cancer'])
+    version: str = Field(pattern=SERIES_RE.pattern, description="The version series MAJOR.MINOR; the registry allocates PATCH", examples=['1.0'])
+    description: str = Field(default="", description="What the model does, shown on its DAGs and model card", examples=['Logistic regression on the Wisconsin breast-cancer data'])
+    owner: str = Field(default="mlops", description="The team or person who owns the model (the DAGs' owner)", examples=['data-science'])
+    tags: list[str] = Field(description="Tags added to the model's DAGs", examples=[['classification']], default_factory=list)
+    backend: Backend = Field(default="local", description="Where jobs run by default: local, sagemaker or kubernetes")
+    image: str | None = Field(default=None, description="The container image of training, evaluation and serving (required for sagemaker, kubernetes and local.runtime: container)", examples=['123456789012.dkr.ecr.eu-west-1.amazonaws.com/demo/breast-cancer:1.0.7'])
+    repository: str | None = Field(default=None, description="The model's source repository, for links and lineage", examples=['https://gitlab.example.com/ds/breast-cancer'])
+    training: Training = Field(description="How the model is trained", default_factory=Training)
+    evaluation: Evaluation = Field(description="How the model is evaluated and gated", default_factory=Evaluation)
+    registry: Registry = Field(description="Where versions are registered", default_factory=Registry)
+    deployment: Deployment = Field(description="Where and how an approved version is served, and who approves", default_factory=Deployment)
+    schedule: Schedule = Field(description="When and why the retrain DAG retrains", default_factory=Schedule)
+    notifications: Notifications = Field(description="Slack and SNS notifications of pipeline events", default_factory=Notifications)
+    aws: Aws = Field(description="The AWS side of the SageMaker backends", default_factory=Aws)
+    kubernetes: KubernetesSettings = Field(description="Kubernetes settings of every pod (the kubernetes backend)", default_factory=KubernetesSettings)
+    local: Local = Field(description="How the local backend runs the model's code", default_factory=Local)
+    organisation: Organisation = Field(description="Platform-team settings; only in the root mlops-defaults.yaml", default_factory=Organisation)
 
     @field_validator("version", mode="before")
     @classmethod
