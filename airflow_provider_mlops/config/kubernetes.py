@@ -28,17 +28,23 @@ PVC_RE = re.compile(r"^pvc://(?P<claim>[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(?P<pa
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # A field's docstring is its description in the JSON Schema (editors show it on hover).
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
 
 
 class Toleration(_Model):
     """One pod toleration, as in a pod spec (``toleration_seconds`` for ``NoExecute``)."""
 
     key: str | None = None
+    """The taint key this tolerates; empty with operator Exists tolerates every taint."""
     operator: Literal["Equal", "Exists"] = "Equal"
+    """Equal: the taint's value must be ``value``; Exists: any value."""
     value: str | None = None
+    """The taint value to match (operator Equal)."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """The taint effect to tolerate; empty tolerates every effect."""
     toleration_seconds: Annotated[int, Field(ge=0)] | None = None
+    """For NoExecute: how long the pod stays on a node after the taint appears."""
 
 
 class SecretRef(_Model):
@@ -50,9 +56,13 @@ class SecretRef(_Model):
     """
 
     secret: K8sName
+    """The Kubernetes secret's name, in the step's namespace."""
     key: str | None = None
+    """The secret's key that sets one variable (with ``env``)."""
     env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
+    """The environment variable that gets ``key``'s value, e.g. HF_TOKEN."""
     mount_path: Annotated[str, Field(pattern=r"^/")] | None = None
+    """Mount the secret's keys as files in this folder instead."""
 
     @model_validator(mode="after")
     def _one_target(self) -> SecretRef:
@@ -67,13 +77,21 @@ class Volume(_Model):
     """A volume mounted into the step's container: exactly one of pvc, secret, config_map, empty_dir."""
 
     name: K8sName
+    """The volume's name in the pod."""
     mount_path: Annotated[str, Field(pattern=r"^/")]
+    """Where it is mounted in the container (an absolute path)."""
     read_only: bool = False
+    """Mount it read-only."""
     sub_path: str | None = None
+    """Mount only this path inside the volume."""
     pvc: K8sName | None = None
+    """A PersistentVolumeClaim's name."""
     secret: K8sName | None = None
+    """A secret mounted as files."""
     config_map: K8sName | None = None
+    """A ConfigMap mounted as files."""
     empty_dir: Quantity | Literal["unbounded"] | None = None
+    """A scratch folder of this size limit (e.g. 10Gi), or unbounded."""
 
     @model_validator(mode="after")
     def _one_source(self) -> Volume:
@@ -92,24 +110,43 @@ class KubernetesStep(_Model):
     """
 
     namespace: K8sName | None = None
+    """The namespace the pod runs in (default: the connection's)."""
     service_account: K8sName | None = None
+    """The pod's service account (IRSA on EKS gives it S3 access)."""
     image_pull_secrets: list[K8sName] | None = None
+    """Secrets used to pull the model image from a private registry."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """When the node pulls the image."""
     node_selector: dict[str, str] | None = None
+    """Node labels the pod must run on, e.g. a GPU node pool."""
     tolerations: list[Toleration] | None = None
+    """Taints the pod tolerates (e.g. a GPU pool's)."""
     affinity: dict[str, Any] | None = None
+    """Pod-spec affinity (nodeAffinity, podAffinity, podAntiAffinity), as in a pod spec."""
     secrets: list[SecretRef] | None = None
+    """Kubernetes secrets given to the container, as variables or files."""
     volumes: list[Volume] | None = None
+    """Extra volumes mounted into the container."""
     shm_size: Quantity | None = None
+    """Size of /dev/shm (PyTorch data loaders need more than the default 64Mi)."""
     cpu_limit: Quantity | None = None
+    """The CPU limit; default: the step's resources.cpu request."""
     memory_limit: Quantity | None = None
+    """The memory limit; default: the step's resources.memory request."""
     gpu_resource: str | None = None
+    """The extended resource that counts GPUs (default nvidia.com/gpu)."""
     gpu_toleration: bool | None = None
+    """When the step asks for GPUs, tolerate the GPU resource's NoSchedule taint (default true)."""
     priority_class: K8sName | None = None
+    """The pod's PriorityClass."""
     labels: dict[str, str] | None = None
+    """Extra pod labels (the provider's own labels always win)."""
     annotations: dict[str, str] | None = None
+    """Extra pod annotations."""
     startup_timeout_seconds: Annotated[int, Field(ge=1, le=86400)] | None = None
+    """How long the pod may take to start its container (image pull included) before it is ended."""
     schedule_timeout_seconds: Annotated[int, Field(ge=1, le=86400)] | None = None
+    """How long the pod may wait for a node before it is ended."""
 
     @model_validator(mode="after")
     def _affinity_shape(self) -> KubernetesStep:
@@ -137,10 +174,15 @@ class KubernetesSettings(KubernetesStep):
     """
 
     conn_id: str = "kubernetes_default"
+    """The Airflow Kubernetes connection (kubeconfig, in-cluster or EKS)."""
     artifacts_uri: Annotated[str, Field(pattern=r"^(s3|pvc)://")] | None = None
+    """Where pods write <job>/model.tar.gz and <job>/output/: s3:// or pvc://<claim>/<path>."""
     artifacts_local_path: Annotated[str, Field(pattern=r"^/")] | None = None
+    """Where the pvc:// artifacts volume is mounted on the Airflow workers (for a local registry or endpoint)."""
     on_finish_action: Literal["delete_pod", "delete_succeeded_pod", "keep_pod"] = "delete_pod"
+    """What happens to a finished pod (a failed one is kept until the next attempt starts)."""
     python: str = "python"
+    """The interpreter in the image that runs the container runner."""
 
 
 #: Defaults for keys neither the block nor the step sets.

@@ -211,14 +211,15 @@ def test_stop_stops_the_processes_and_keeps_the_history(
 def test_every_schema_property_of_the_config_models_has_a_description_and_version_a_pattern() -> None:
     import re
 
-    from airflow_provider_mlops.config import models
+    from airflow_provider_mlops.config import kubernetes, models
     from airflow_provider_mlops.config.schema import json_schema_text
 
     committed = (REPO / "airflow_provider_mlops" / "schema" / "mlops.schema.json").read_text()
     assert committed == json_schema_text(), "run: mlops schema -o airflow_provider_mlops/schema/mlops.schema.json"
     schema = json.loads(committed)
-    owned = {name for name, value in vars(models).items()
-             if isinstance(value, type) and issubclass(value, models.BaseModel) and value.__module__ == models.__name__}
+    owned = {name for module in (models, kubernetes) for name, value in vars(module).items()
+             if isinstance(value, type) and issubclass(value, models.BaseModel) and value.__module__ == module.__name__}
+    assert {"KubernetesSettings", "Volume", "MlopsConfig"} <= owned
     undescribed = [f"{name}.{key}" for name, node in [("MlopsConfig", schema), *schema["$defs"].items()]
                    if name in owned for key, prop in node.get("properties", {}).items() if not prop.get("description")]
     assert undescribed == []
