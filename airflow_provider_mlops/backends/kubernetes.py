@@ -34,13 +34,23 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.backends.base import COMPLETED, FAILED, IN_PROGRESS, STOPPED, JobSpec, JobState
+from airflow_provider_mlops.backends import base
+from airflow_provider_mlops.backends.base import (
+    COMPLETED,
+    FAILED,
+    IN_PROGRESS,
+    STOPPED,
+    JobSpec,
+    JobState,
+    LogBatch,
+)
 from airflow_provider_mlops.backends.kubernetes_pod import (
     ATTEMPT_LABEL,
     ENDED_ANNOTATION,
     JOB_LABEL,
     KIND_LABEL,
     RESULT_ANNOTATION,
+    pod_log_since,
     render_pod,
 )
 from airflow_provider_mlops.exceptions import BackendError, BackendNotAvailableError
@@ -221,6 +231,13 @@ class KubernetesComputeBackend:
                 ),
             )
         return self._state(pod)
+
+    def logs_since(
+        self, name: str, cursor: str | None, max_lines: int = base.LOG_LINES_PER_POLL,
+        max_bytes: int = base.LOG_BYTES_PER_POLL,
+    ) -> LogBatch:
+        """The ``base`` container's log lines of the attempt ``name`` (its pod) after ``cursor``."""
+        return pod_log_since(self.client, name, self.namespace, BASE_CONTAINER, cursor, max_lines, max_bytes)
 
     def stop(self, name: str) -> None:
         """

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlops.backends.base import JobSpec
+from airflow_provider_mlops.backends.base import JobSpec, LogBatch, newest_lines
 from airflow_provider_mlops.config.kubernetes import PVC_RE
 from airflow_provider_mlops.exceptions import BackendError
 from airflow_provider_mlops.naming import attempt_name
@@ -28,6 +28,7 @@ from airflow_provider_mlops.naming import attempt_name
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.sdk import Context
+    from kubernetes.client import CoreV1Api
     from kubernetes.client import models as k8s
 
 #: Pod labels the backend finds its pods by: the task's job name (the same for every attempt),
@@ -294,3 +295,48 @@ def render_pod(
     task_id = context["ti"].task_id if context else None
     operator = build_operator(spec, settings, attempt=attempt, task_id=task_id)
     return operator.build_pod_request_obj(context, dry_run=dry_run)
+
+
+def _log_time(stamp: str) -> tuple[str, int]:
+    """An RFC 3339 timestamp of the kubelet (``...T12:00:00.5Z``, nanoseconds trimmed) as a sortable key."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return whole, int((fraction or "0").ljust(9, "0")[:9])
+
+
+def pod_log_since(
+    client: CoreV1Api, name: str, namespace: str, container: str, cursor: str | None, max_lines: int, max_bytes: int
+) -> LogBatch:
+    """
+    A container's log lines after ``cursor`` through ``read_namespaced_pod_log`` (``timestamps``,
+    ``since_seconds``, ``tail_lines``). The cursor is the last line's timestamp and how many lines
+    carried it (``-1``: all of them), so lines are neither repeated nor lost across reads. A pod
+    with no log yet (not started, or deleted) gives no lines. When more than ``max_lines`` lines
+    are new, the newest come, and ``skipped`` is ``-1``: the API does not say how many were left out.
+    """
+    from datetime import UTC, datetime
+
+    from kubernetes.client.exceptions import ApiException
+
+    last = json.loads(cursor) if cursor else None
+    seen_at, seen = (tuple(last["ts"]), int(last["n"])) if last else (None, 0)
+    request: dict[str, Any] = {"container": container, "timestamps": True, "tail_lines": max_lines + max(seen, 0)}
+    if seen_at:
+        then = datetime.fromisoformat(f"{seen_at[0]}+00:00")
+        request["since_seconds"] = max(1, int((datetime.now(UTC) - then).total_seconds()) + 2)
+    try:
+        text = client.read_namespaced_pod_log(name, namespace, **request)
+    except ApiException as exc:
+        if exc.status in (400, 404):  # the container has not started, or the pod is gone
+            return LogBatch([], cursor)
+        raise
+    entries = [(_log_time(stamp), line) for stamp, _, line in (raw.partition(" ") for raw in str(text or "").splitlines())]
+    full = len(entries) >= request["tail_lines"]  # the window may have cut lines off: their count is unknown
+    if seen_at:
+        same = [e for e in entries if e[0] == seen_at]
+        entries = (same[seen:] if seen >= 0 else []) + [e for e in entries if e[0] > seen_at]
+    if not entries:
+        return LogBatch([], cursor)
+    newest = entries[-1][0]
+    count = sum(1 for e in entries if e[0] == newest) + (seen if newest == seen_at and seen >= 0 else 0)
+    lines, dropped = newest_lines([line for _, line in entries], max_lines, max_bytes)
+    return LogBatch(lines, json.dumps({"ts": list(newest), "n": -1 if full else count}), -1 if full else dropped)

@@ -45,9 +45,13 @@ from airflow_provider_mlops.backends.base import (
     COMPLETED,
     FAILED,
     IN_PROGRESS,
+    LOG_BYTES_PER_POLL,
+    LOG_LINES_PER_POLL,
     STOPPED,
     JobSpec,
     JobState,
+    LogBatch,
+    newest_lines,
     parse_metrics,
 )
 from airflow_provider_mlops.exceptions import BackendError, MissingFileError
@@ -300,6 +304,43 @@ class LocalComputeBackend:
             details=details,
         )
 
+    def logs_since(
+        self, name: str, cursor: str | None, max_lines: int = LOG_LINES_PER_POLL, max_bytes: int = LOG_BYTES_PER_POLL
+    ) -> LogBatch:
+        """
+        The job's ``stdout.log`` after the byte offset ``cursor``: whole lines only while it runs
+        (a half-written line waits for the next read), everything once it has ended.
+        """
+        run_dir = self.run_dir(name)
+        if not run_dir.is_dir():
+            raise BackendError(f"no local job named {name} under {self.jobs_dir}")
+        offset = int(cursor or 0)
+        ended = (_read_state(run_dir / "status.json") or {}).get("status") in (COMPLETED, FAILED, STOPPED)
+        try:
+            with open(run_dir / "stdout.log", "rb") as log:
+                size = os.fstat(log.fileno()).st_size
+                if size <= offset:
+                    return LogBatch([], str(offset))
+                start, skipped = offset, 0
+                if size - offset > max_bytes:  # read only the newest part; count the lines before it
+                    start = size - max_bytes
+                    skipped = _count_newlines(log, offset, start)
+                log.seek(start - 1 if start > offset else start)
+                before = log.read(1) if start > offset else b"\n"
+                data = log.read(size - start)
+        except FileNotFoundError:
+            return LogBatch([], cursor)
+        if before != b"\n" and b"\n" in data:  # the first line began before what was read: it counts as skipped
+            cut = data.index(b"\n") + 1
+            data, start, skipped = data[cut:], start + cut, skipped + 1
+        if not ended and not data.endswith(b"\n") and b"\n" in data:
+            data = data[: data.rindex(b"\n") + 1]  # a half-written line: read it whole next time
+        elif not ended and not data.endswith(b"\n") and len(data) < max_bytes:
+            return LogBatch([], str(start), skipped)
+        text = data.decode("utf-8", errors="replace")
+        lines, dropped = newest_lines((line.rstrip("\r") for line in text.splitlines()), max_lines, max_bytes)
+        return LogBatch(lines, str(start + len(data)), skipped + dropped)
+
     def stop(self, name: str) -> None:
         """Stop the job's whole process group (the wrapper and what it started) and record it Stopped."""
         run_dir = self.run_dir(name)
@@ -312,6 +353,19 @@ class LocalComputeBackend:
         write_json_atomic(run_dir / "status.json", {"status": STOPPED, "failure_reason": "stopped on request"})
         with contextlib.suppress(ProcessLookupError):
             os.killpg(int(job["pid"]), signal.SIGTERM)
+
+
+def _count_newlines(log: Any, start: int, end: int) -> int:
+    """Lines that end in ``[start, end)`` of an open binary file, read in 1 MiB pieces."""
+    log.seek(start)
+    count, left = 0, end - start
+    while left > 0:
+        piece = log.read(min(left, 1 << 20))
+        if not piece:
+            break
+        count += piece.count(b"\n")
+        left -= len(piece)
+    return count
 
 
 def _kill_group(pgid: int) -> None:

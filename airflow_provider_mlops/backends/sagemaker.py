@@ -19,10 +19,14 @@ from airflow_provider_mlops.backends.base import (
     COMPLETED,
     FAILED,
     IN_PROGRESS,
+    LOG_BYTES_PER_POLL,
+    LOG_LINES_PER_POLL,
     STOPPED,
     JobKind,
     JobSpec,
     JobState,
+    LogBatch,
+    newest_lines,
 )
 from airflow_provider_mlops.exceptions import BackendError
 from airflow_provider_mlops.hooks.aws_access import SageMakerAccess
@@ -180,6 +184,25 @@ class SageMakerComputeBackend(SageMakerAccess):
             return
         self.hook.log.info("Stopping SageMaker %s job %s", kind, name)
         self.hook.stop_job(kind, name)
+
+    def logs_since(
+        self, name: str, cursor: str | None, max_lines: int = LOG_LINES_PER_POLL, max_bytes: int = LOG_BYTES_PER_POLL
+    ) -> LogBatch:
+        """
+        The job's CloudWatch log events after ``cursor`` (a JSON of each stream's next-forward
+        token), through the amazon provider's ``AwsLogsHook``. A stream read for the first time
+        gives its newest ``max_lines`` events only.
+        """
+        kind, described = self._describe(name)
+        if described is None:
+            raise BackendError(f"no SageMaker training or processing job named {name} in {self.region}")
+        tokens: dict[str, str | None] = json.loads(cursor) if cursor else {}
+        lines: list[str] = []
+        for stream in self.hook.job_log_streams(LOG_GROUPS[kind], name):
+            messages, tokens[stream] = self.hook.log_messages_since(LOG_GROUPS[kind], stream, tokens.get(stream), max_lines)
+            lines += [line for message in messages for line in message.splitlines()]
+        kept, skipped = newest_lines(lines, max_lines, max_bytes)
+        return LogBatch(kept, json.dumps(tokens, sort_keys=True) if tokens else None, skipped)
 
     @staticmethod
     def _check_same_job(spec: JobSpec, existing: dict[str, Any]) -> None:

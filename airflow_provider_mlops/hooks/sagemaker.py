@@ -17,6 +17,7 @@ from airflow_provider_mlops.exceptions import BackendError, BackendNotAvailableE
 # A leaf module: only the SageMaker backends import it, at run time (see hooks/__init__.py).
 try:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
     from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
     from botocore.exceptions import ClientError
 except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -128,6 +129,42 @@ class MlopsSageMakerHook(SageMakerHook):
             if is_not_found(exc) or "status" in error_message(exc).lower():
                 return
             raise
+
+    # -- job logs (CloudWatch Logs) -------------------------------------------------------
+
+    @cached_property
+    def logs(self) -> AwsLogsHook:
+        return AwsLogsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+
+    def job_log_streams(self, group: str, job_name: str) -> list[str]:
+        """The job's log streams (``<job>/algo-1-...``), oldest first; none before the job has written any."""
+        streams: list[str] = []
+        try:
+            pages = self.logs.conn.get_paginator("describe_log_streams").paginate(
+                logGroupName=group, logStreamNamePrefix=f"{job_name}/"
+            )
+            for page in pages:
+                streams += [s["logStreamName"] for s in page.get("logStreams", [])]
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":  # no job of this account has logged yet
+                return []
+            raise
+        return sorted(streams)
+
+    def log_messages_since(self, group: str, stream: str, token: str | None, limit: int) -> tuple[list[str], str | None]:
+        """
+        A stream's messages after ``token`` (its next-forward token), with the token to read on from.
+        Without a token, only the newest ``limit`` events: a re-attached reader does not replay hours.
+        """
+        if token is None:
+            response = self.logs.conn.get_log_events(
+                logGroupName=group, logStreamName=stream, startFromHead=False, limit=limit
+            )
+            return [e["message"] for e in response.get("events", [])], response.get("nextForwardToken")
+        continuation = AwsLogsHook.ContinuationToken()
+        continuation.value = token
+        messages = [e["message"] for e in self.logs.get_log_events(group, stream, continuation_token=continuation)]
+        return messages, continuation.value
 
     # -- S3 ------------------------------------------------------------------------------
 

@@ -299,10 +299,22 @@ class MlopsJobOperator(MlopsBaseOperator):
                     method_name="execute_complete",
                     timeout=timedelta(seconds=spec.resources.get("max_runtime_seconds", 86400) + 3600),
                 )
-            state = self._wait(state.name, state)
+            state = self._wait(state.name, state, secrets=self._secret_environment(spec))
         return self._complete(context, state)
 
-    def _wait(self, name: str, state: JobState) -> JobState:
+    @staticmethod
+    def _secret_environment(spec: JobSpec) -> list[str]:
+        """The values of the job's environment that Airflow's masker would hide by their name (``*_TOKEN``, ...)."""
+        from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
+
+        return [value for key, value in spec.environment.items() if value and should_hide_value_for_key(key)]
+
+    def _wait(self, name: str, state: JobState, secrets: Sequence[str] = ()) -> JobState:
+        """Poll in the worker until the job ends, copying its new output into the task log at each poll."""
+        from airflow_provider_mlops.triggers.job import JobLogStream
+
+        output = JobLogStream(self.backend, name, secrets=secrets, log_uri=state.log_uri)
+        output.pump(self.log)
         last = state.status
         while not state.terminal:
             time.sleep(self._poll_interval)
@@ -310,6 +322,8 @@ class MlopsJobOperator(MlopsBaseOperator):
             if state.status != last:
                 self.log.info("Job %s: %s -> %s", name, last, state.status)
                 last = state.status
+            output.log_uri = state.log_uri
+            output.pump(self.log)
         return state
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -329,8 +343,12 @@ class MlopsJobOperator(MlopsBaseOperator):
                 "a stopped job never counts as success; the task's next try starts a new attempt"
             )
         if state.status != COMPLETED:
+            from airflow_provider_mlops.triggers.job import JobLogStream
+
+            tail = JobLogStream(self.backend, state.name).failure_tail()
+            output = f"\nits last {len(tail)} lines of output:\n" + "\n".join(tail) if tail else ""
             raise BackendError(
-                f"{self.step} job {state.name} failed: {state.failure_reason or 'no reason given'}; log: {state.log_uri}"
+                f"{self.step} job {state.name} failed: {state.failure_reason or 'no reason given'}; log: {state.log_uri}{output}"
             )
         self.log.info("%s job %s completed; metrics: %s", self.step, state.name, state.metrics)
         return self.finish(context, state)

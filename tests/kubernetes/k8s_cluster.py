@@ -64,6 +64,8 @@ class FakePodsApi:
         self.deleted: list[str] = []
         self.patches: list[tuple[str, dict[str, Any]]] = []
         self.sidecar_killed: set[str] = set()
+        self.pod_logs: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
+        self.log_requests: list[dict[str, Any]] = []
 
     # -- the API ---------------------------------------------------------------------------
 
@@ -113,7 +115,34 @@ class FakePodsApi:
             raise _not_found(name)
         self.deleted.append(name)
 
+    def read_namespaced_pod_log(self, name: str, namespace: str, container: str | None = None, *, timestamps: bool = False,
+                                since_seconds: int | None = None, tail_lines: int | None = None,
+                                limit_bytes: int | None = None, **_: Any) -> str:
+        """The kubelet's answer: a container's lines (RFC 3339 nanosecond stamps, zeros trimmed), filtered as asked."""
+        self.log_requests.append({"name": name, "container": container, "since_seconds": since_seconds, "tail_lines": tail_lines})
+        pod = self.pods.get((namespace, name))
+        if pod is None:
+            raise _not_found(name)
+        if container not in {c.name for c in pod.spec.containers}:
+            raise ApiException(status=400, reason=f"container {container} is not valid for pod {name}")
+        if not (pod.status.container_statuses or []):
+            raise ApiException(status=400, reason=f'container "{container}" in pod "{name}" is waiting to start')
+        entries = self.pod_logs.get((namespace, name), [])
+        if since_seconds is not None:
+            entries = [e for e in entries if (datetime.now(UTC) - e[0]).total_seconds() <= since_seconds]
+        if tail_lines is not None:
+            entries = entries[-tail_lines:] if tail_lines else []
+        text = "".join(
+            (f"{at.strftime('%Y-%m-%dT%H:%M:%S')}{_nanos(at)}Z " if timestamps else "") + line + "\n" for at, line in entries
+        )
+        return text[:limit_bytes] if limit_bytes else text
+
     # -- what the scheduler and the kubelet do ---------------------------------------------
+
+    def write_log(self, name: str, *lines: str, namespace: str = "ml", at: datetime | None = None) -> None:
+        """The ``base`` container prints ``lines`` (all at ``at``, or now)."""
+        stamp = at or datetime.now(UTC)
+        self.pod_logs.setdefault((namespace, name), []).extend((stamp, line) for line in lines)
 
     def schedule(self, name: str, namespace: str = "ml") -> None:
         pod = self.pods[(namespace, name)]
@@ -169,6 +198,12 @@ class FakePodsApi:
         """Pods of ``job`` whose phase still holds a node's resources (Pending or Running)."""
         return sorted(p.metadata.name for p in self.pods.values()
                       if (p.metadata.labels or {}).get(JOB_LABEL) == job and p.status.phase in ("Pending", "Running"))
+
+
+def _nanos(at: datetime) -> str:
+    """The fraction of a second as the kubelet prints it (RFC3339Nano: trailing zeros trimmed)."""
+    fraction = f"{at.microsecond:06d}000".rstrip("0")
+    return f".{fraction}" if fraction else ""
 
 
 class SidecarPodManager(PodManager):
