@@ -64,8 +64,10 @@ else
   tags+=("$MLOPS_COMMIT_TAG")
 fi
 
-# mlops-wheels/ in the context: exactly one provider wheel, from this checkout.
+# mlops-wheels/ in the context: exactly one provider wheel, from this checkout. It is removed
+# after the build, so nothing later (publish, a second build) picks it up from the model folder.
 wheels="$context/mlops-wheels"
+trap 'rm -rf "$wheels"' EXIT
 if [ -n "${MLOPS_PROVIDER_WHEEL:-}" ]; then
   [ -f "$MLOPS_PROVIDER_WHEEL" ] || die "MLOPS_PROVIDER_WHEEL is '$MLOPS_PROVIDER_WHEEL', which is not a file: unset it to build the wheel"
   mkdir -p "$wheels"
