@@ -9,13 +9,17 @@ production. Nothing here reaches the network.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +68,45 @@ def mlops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
     for state in (home / "endpoints").glob("*"):
         LocalServing(home).stop(state.name)
+
+
+class TriggerLog(logging.Handler):
+    """A trigger's own logger, recorded: what the triggerer writes to the task's trigger log."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+        self.logger = logging.getLogger(name)
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    async def until(self, text: str, timeout: float = 20) -> None:
+        """Wait until a recorded message contains ``text``; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not any(text in m for m in self.messages):
+            assert time.monotonic() < deadline, f"{text!r} never reached the trigger log: {self.messages}"
+            await asyncio.sleep(0.02)
+
+    @staticmethod
+    async def first_event(trigger: Any) -> dict[str, Any]:
+        """The first event a trigger yields, as a dict."""
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("the trigger ended without an event")
+
+
+@pytest.fixture
+def trigger_log(request: pytest.FixtureRequest) -> Iterator[TriggerLog]:
+    """A fresh recorded logger for one test's trigger (``trigger._log = trigger_log.logger``)."""
+    recorder = TriggerLog(f"tests.trigger.{request.node.name}")
+    try:
+        yield recorder
+    finally:
+        recorder.logger.removeHandler(recorder)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

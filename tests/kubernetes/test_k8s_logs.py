@@ -7,8 +7,6 @@ the pod runs, each line once (also lines that share a timestamp), and its tail f
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,21 +20,6 @@ from airflow_provider_mlops.backends.kubernetes import KubernetesComputeBackend
 from airflow_provider_mlops.triggers.job import JobCompletionTrigger
 
 pytestmark = pytest.mark.usefixtures("kubeconfig")
-
-
-class TriggerLog(logging.Handler):
-    """The trigger's own logger, recorded (what the triggerer writes to the task's trigger log)."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.messages: list[str] = []
-        self.logger = logging.getLogger(name)
-        self.logger.setLevel(logging.INFO)
-        self.logger.propagate = False
-        self.logger.addHandler(self)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
 
 
 @pytest.fixture
@@ -54,34 +37,28 @@ def backend(cluster: FakePodsApi, monkeypatch: pytest.MonkeyPatch) -> Kubernetes
     return built
 
 
-def test_pod_log_lines_reach_the_trigger_log_while_the_pod_runs(cluster: FakePodsApi, backend: KubernetesComputeBackend) -> None:
+def test_pod_log_lines_reach_the_trigger_log_while_the_pod_runs(cluster: FakePodsApi, backend: KubernetesComputeBackend,
+                                                               trigger_log: Any) -> None:
     backend.submit(SPEC)
     assert backend.logs_since(TRAIN_JOB, None).lines == []  # Pending: the container has not started
     cluster.schedule(TRAIN_JOB)
     same = datetime.now(UTC)
     cluster.write_log(TRAIN_JOB, "epoch 1", "epoch 1 done", at=same)
     trigger = JobCompletionTrigger("kubernetes", backend.serialize(), TRAIN_JOB, poll_interval=0.05)
-    recorded = TriggerLog("test_k8s_logs.trigger")
-    trigger._log = recorded.logger
-
-    async def until(text: str) -> None:
-        deadline = time.monotonic() + 20
-        while not any(text in m for m in recorded.messages):
-            assert time.monotonic() < deadline, f"{text!r} never reached the trigger log: {recorded.messages}"
-            await asyncio.sleep(0.02)
+    trigger._log = trigger_log.logger
 
     async def drive() -> dict[str, Any]:
-        run = asyncio.ensure_future(_first_event(trigger))
-        await until("epoch 1 done")
+        run = asyncio.ensure_future(trigger_log.first_event(trigger))
+        await trigger_log.until("epoch 1 done")
         cluster.write_log(TRAIN_JOB, "epoch 1 late line", at=same)  # the same timestamp as lines already read
         cluster.write_log(TRAIN_JOB, "epoch 2")
-        await until("epoch 2")
+        await trigger_log.until("epoch 2")
         cluster.finish(TRAIN_JOB, 0)
         return await run
 
     event = asyncio.run(asyncio.wait_for(drive(), timeout=60))
     assert event["status"] == "success"
-    lines = [m for m in recorded.messages if m.startswith(f"[{TRAIN_JOB}]")]
+    lines = [m for m in trigger_log.messages if m.startswith(f"[{TRAIN_JOB}]")]
     assert lines == [f"[{TRAIN_JOB}] {text}" for text in ("epoch 1", "epoch 1 done", "epoch 1 late line", "epoch 2")]
     asked = [r for r in cluster.log_requests if r["since_seconds"] is not None]
     assert asked and all(r["container"] == "base" for r in cluster.log_requests)
@@ -101,9 +78,3 @@ def test_the_tail_of_a_failed_pods_log_and_a_bounded_read(cluster: FakePodsApi, 
     assert backend.logs_since(TRAIN_JOB, bounded.cursor, 10, 4096).lines == []
     cluster.delete_namespaced_pod(TRAIN_JOB, "ml")
     assert backend.logs_since(TRAIN_JOB, bounded.cursor).lines == []  # a deleted pod has no log left: not an error
-
-
-async def _first_event(trigger: JobCompletionTrigger) -> dict[str, Any]:
-    async for event in trigger.run():
-        return dict(event.payload)
-    raise AssertionError("the trigger ended without an event")

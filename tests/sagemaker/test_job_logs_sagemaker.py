@@ -7,7 +7,6 @@ log lines as they arrive, once each, and the trigger still reports the job's end
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
 
@@ -20,28 +19,13 @@ JOB = "demo-bc-train-0123456789"
 GROUP = "/aws/sagemaker/TrainingJobs"
 
 
-class TriggerLog(logging.Handler):
-    """The trigger's own logger, recorded (what the triggerer writes to the task's trigger log)."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.messages: list[str] = []
-        self.logger = logging.getLogger(name)
-        self.logger.setLevel(logging.INFO)
-        self.logger.propagate = False
-        self.logger.addHandler(self)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 def _put(aws: Aws, stream: str, *messages: str) -> None:
     now = int(time.time() * 1000)
     aws.client("logs").put_log_events(logGroupName=GROUP, logStreamName=stream,
                                       logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(messages)])
 
 
-def test_cloudwatch_events_of_a_running_job_reach_the_trigger_log_then_it_completes(aws: Aws) -> None:
+def test_cloudwatch_events_of_a_running_job_reach_the_trigger_log_then_it_completes(aws: Aws, trigger_log: Any) -> None:
     sm = backend()
     sm.submit(training_spec())
     job = aws.sagemaker_state.training_jobs[JOB]
@@ -53,27 +37,20 @@ def test_cloudwatch_events_of_a_running_job_reach_the_trigger_log_then_it_comple
     _put(aws, stream, "epoch 1 loss=0.9")
 
     trigger = JobCompletionTrigger(backend="sagemaker", backend_kwargs=sm.serialize(), job_name=JOB, poll_interval=0.05)
-    recorded = TriggerLog("test_job_logs_sagemaker.trigger")
-    trigger._log = recorded.logger
-
-    async def until(text: str) -> None:
-        deadline = time.monotonic() + 20
-        while not any(text in m for m in recorded.messages):
-            assert time.monotonic() < deadline, f"{text!r} never reached the trigger log: {recorded.messages}"
-            await asyncio.sleep(0.02)
+    trigger._log = trigger_log.logger
 
     async def drive() -> dict[str, Any]:
-        run = asyncio.ensure_future(_first_event(trigger))
-        await until("epoch 1 loss=0.9")
+        run = asyncio.ensure_future(trigger_log.first_event(trigger))
+        await trigger_log.until("epoch 1 loss=0.9")
         assert job.training_job_status == "InProgress"
         _put(aws, stream, "epoch 2 loss=0.5\nepoch 2 accuracy=0.93")  # a multi-line event: two log lines
-        await until("epoch 2 accuracy=0.93")
+        await trigger_log.until("epoch 2 accuracy=0.93")
         job.training_job_status = "Completed"
         return await run
 
     event = asyncio.run(asyncio.wait_for(drive(), timeout=60))
     assert event["status"] == "success"
-    job_lines = [m for m in recorded.messages if m.startswith(f"[{JOB}]")]
+    job_lines = [m for m in trigger_log.messages if m.startswith(f"[{JOB}]")]
     assert job_lines == [f"[{JOB}] epoch 1 loss=0.9", f"[{JOB}] epoch 2 loss=0.5", f"[{JOB}] epoch 2 accuracy=0.93"]
     assert trigger.serialize()[1]["log_cursor"], "the trigger's kwargs do not carry where its log reading stopped"
 
@@ -88,9 +65,3 @@ def test_a_job_that_has_not_logged_yet_gives_no_lines(aws: Aws) -> None:
     sm.submit(training_spec())
     batch = sm.logs_since(JOB, None)
     assert batch.lines == [] and batch.cursor is None
-
-
-async def _first_event(trigger: JobCompletionTrigger) -> dict[str, Any]:
-    async for event in trigger.run():
-        return dict(event.payload)
-    raise AssertionError("the trigger ended without an event")
