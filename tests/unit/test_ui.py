@@ -232,3 +232,30 @@ def test_plugin_declares_the_app_and_both_views_and_imports_nothing_heavy() -> N
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+
+
+def test_a_user_sees_only_the_models_whose_dags_the_auth_manager_lets_them_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per-DAG access, as an auth manager with DAG-level permissions (FAB, Keycloak) decides it."""
+    from airflow_provider_mlops.ui import app
+
+    for name in ("breast-cancer", "diabetes"):
+        shutil.copytree(REPO / "examples" / name, tmp_path / "configs" / "demo" / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "data"))
+    monkeypatch.setenv("MLOPS_CONFIG_PATH", str(tmp_path / "configs"))
+    asked: list[tuple[set[str], Any]] = []
+
+    class OnlyBreastCancer:
+        def filter_authorized_dag_ids(self, *, dag_ids: set[str], user: Any, method: str) -> set[str]:
+            asked.append((set(dag_ids), user))
+            assert method == "GET"
+            return {d for d in dag_ids if "__breast-cancer__" in d}
+
+    monkeypatch.setattr("airflow.api_fastapi.app.get_auth_manager", lambda: OnlyBreastCancer())
+    visible, errors = app.visible_models("bob")
+    assert errors == 0 and [data.model_ref(m) for m in visible] == ["demo/breast-cancer"]
+    assert asked and asked[0][1] == "bob" and "mlops__demo__diabetes__train" in asked[0][0]
+    with pytest.raises(app.HTTPException) as hidden:  # another model is 404, as if it did not exist
+        app._model("bob", "demo", "diabetes")
+    assert hidden.value.status_code == 404
