@@ -111,25 +111,17 @@ def deploy_container(
                      labels={ENDPOINT_LABEL: str(state), VERSION_LABEL: version})
         upstream = f"http://127.0.0.1:{engine.host_port(name, SERVING_PORT)}"
         serving._health_check(upstream, health_timeout, f"{endpoint} {version} (container {name})", log_path)
-        history = [*current.get("history", []), version][-20:]
-        serving._write_state(current_file, {"upstream": upstream, "version": version, "container": name, "image": image,
-                                            "previous_version": current.get("version"), "history": history}, endpoint)
     except BaseException:
         _retire(engine, state, [name], log_path)
         raise
-    try:
-        serving._wait_switch(endpoint, url, version, health_timeout)
-    except BaseException:
-        serving._restore(current_file, current)
-        _retire(engine, state, [name], log_path)
-        raise
-    time.sleep(serving.drain_seconds)
+    record = {"upstream": upstream, "version": version, "container": name, "image": image}
+    deployed = serving._switch_to(endpoint, url, current, record, health_timeout,
+                                  lambda: _retire(engine, state, [name], log_path))
     # The previous version, and any server a crashed deploy left: containers, and processes of the process mode.
     _retire(engine, state, [n for n in _recorded(state) if n != name])
     for pid in find_processes(serving._server_of(state)):
         terminate_group(pid)
-    return {"endpoint": endpoint, "url": url, "version": version, "previous_version": current.get("version"),
-            "unchanged": False}
+    return deployed
 
 
 def _retire(engine: ContainerEngine, state: Path, names: list[str], log_path: Path | None = None) -> None:

@@ -322,25 +322,42 @@ class LocalServing:
             server_port = self._wait_for_file(port_file, process, health_timeout, f"model server for {endpoint} {version}", log_path)
             upstream = f"http://127.0.0.1:{server_port}"
             self._health_check(upstream, health_timeout, f"{endpoint} {version}", log_path)
-            history = [*current.get("history", []), version][-20:]
-            self._write_state(current_file, {"upstream": upstream, "version": version, "pid": process.pid,
-                                             "started": process_start_time(process.pid),
-                                             "previous_version": current.get("version"), "history": history}, endpoint)
         except BaseException:
             terminate_group(process.pid)
             raise
-        try:
-            self._wait_switch(endpoint, url, version, health_timeout)
-        except BaseException:
-            self._restore(current_file, current)
-            terminate_group(process.pid)
-            raise
-        time.sleep(self.drain_seconds)
+        record = {"upstream": upstream, "version": version, "pid": process.pid, "started": process_start_time(process.pid)}
+        deployed = self._switch_to(endpoint, url, current, record, health_timeout, lambda: terminate_group(process.pid))
         previous = [current["pid"]] if self._server_alive(current, state) else []
         for pid in {*previous, *find_processes(self._server_of(state))}:  # the previous version, and any a crashed deploy left
             if pid != process.pid:
                 terminate_group(pid)
         stop_containers(state)  # a container-mode server this endpoint ran before
+        return deployed
+
+    def _switch_to(self, endpoint: str, url: str, current: dict[str, Any], record: dict[str, Any], timeout: float,
+                   stop_new: Callable[[], None]) -> dict[str, Any]:
+        """
+        Make the healthy new server ``record`` (``upstream``, ``version``, what identifies it) current,
+        wait until the router serves it, then drain; the caller retires the previous server after.
+
+        On any failure ``current.json`` is put back and ``stop_new`` stops the new server, so the
+        previous version keeps serving. Shared by the process and the container mode.
+        """
+        current_file = self.state_dir(endpoint) / "current.json"
+        version = record["version"]
+        history = [*current.get("history", []), version][-20:]
+        try:
+            self._write_state(current_file, {**record, "previous_version": current.get("version"), "history": history}, endpoint)
+        except BaseException:
+            stop_new()
+            raise
+        try:
+            self._wait_switch(endpoint, url, version, timeout)
+        except BaseException:
+            self._restore(current_file, current)
+            stop_new()
+            raise
+        time.sleep(self.drain_seconds)
         return {"endpoint": endpoint, "url": url, "version": version, "previous_version": current.get("version"), "unchanged": False}
 
     def _wait_switch(self, endpoint: str, url: str, version: str, timeout: float) -> None:
